@@ -1,0 +1,8 @@
+"""openusage: an OpenAI-compatible organization Usage & Costs API, server and client."""
+
+__version__ = "0.1.0"
+
+from .catalogue import ENDPOINTS, USAGE_ENDPOINTS, Dimension, Endpoint, Metric  # noqa: E402
+from .settings import Settings  # noqa: E402
+
+__all__ = ["ENDPOINTS", "USAGE_ENDPOINTS", "Dimension", "Endpoint", "Metric", "Settings", "__version__"]

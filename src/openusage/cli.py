@@ -1,0 +1,128 @@
+"""The ``openusage`` command: a thin shell over the library."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from itertools import islice
+from pathlib import Path
+
+import click
+
+from .keyring import SCOPES, Keyring
+from .settings import Settings
+
+DB_OPTION = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The event database file (default: openusage.duckdb, or $OPENUSAGE_DB).",
+)
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings.from_env(**overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="openusage")
+def main() -> None:
+    """An OpenAI-compatible organization Usage & Costs API: server, data and keys."""
+
+
+@main.command()
+@DB_OPTION
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@click.option(
+    "--lookback-days",
+    type=int,
+    default=None,
+    help="How far back start_time may reach (default 365, like OpenAI); 0 turns the check off.",
+)
+def serve(db_path: Path | None, host: str | None, port: int | None, lookback_days: int | None) -> None:
+    """Serve the Usage API on the embedded database."""
+    import uvicorn
+
+    from .server import create_app
+
+    settings = _settings(db_path=db_path, host=host, port=port)
+    if lookback_days is not None:
+        settings = replace(settings, lookback_days=lookback_days or None)
+    keyring = Keyring(settings.resolved_keyring_path)
+    if settings.admin_key is None and keyring.active_count() == 0:
+        key, secret = keyring.create("admin", "first admin key")
+        click.echo(f"No API key existed, so an admin key was made ({key.id}). It is shown this once:")
+        click.echo(f"\n    {secret}\n")
+    base = f"http://{settings.host}:{settings.port}/v1"
+    click.echo(f"Usage API on {base}  (database {settings.db_path})")
+    click.echo(f'Try: curl -H "Authorization: Bearer $KEY" "{base}/organization/usage/completions?start_time={int(time.time()) - 7 * 86400}&group_by=model"')
+    uvicorn.run(create_app(settings, keyring=keyring), host=settings.host, port=settings.port, log_level="info")
+
+
+@main.command()
+@DB_OPTION
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Days of history to make.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the generator.")
+@click.option("--scale", type=float, default=1.0, show_default=True, help="Multiply the traffic by this.")
+def demo(db_path: Path | None, days: int, seed: int, scale: float) -> None:
+    """Fill the database with realistic synthetic usage of every kind.
+
+    Run it while no server holds the database open.
+    """
+    from .demo import demo_events
+    from .server.events import EventRules, parse_events
+    from .store import DuckDBStore
+
+    settings = _settings(db_path=db_path)
+    now = int(time.time())
+    events = demo_events(now - days * 86400, now, seed=seed, scale=scale)
+    store = DuckDBStore(settings.db_path)
+    inserted = duplicates = 0
+    try:
+        while chunk := list(islice(events, 5000)):
+            result = store.append(parse_events(chunk, EventRules(now=now)))
+            inserted += result.inserted
+            duplicates += result.duplicates
+    finally:
+        store.close()
+    click.echo(f"{inserted} events stored in {settings.db_path} ({duplicates} were there already).")
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (works while the server runs)."""
+
+
+@keys.command("create")
+@DB_OPTION
+@click.option("--scope", type=click.Choice(SCOPES), default="admin", show_default=True, help="admin reads and ingests; ingest only ingests.")
+@click.option("--name", default="", help="A name to recognise the key by.")
+def keys_create(db_path: Path | None, scope: str, name: str) -> None:
+    """Make a key and print its secret, once."""
+    keyring = Keyring(_settings(db_path=db_path).resolved_keyring_path)
+    key, secret = keyring.create(scope, name)  # type: ignore[arg-type]
+    click.echo(secret)
+    click.echo(f"({key.id}, scope {key.scope}: keep the secret now, it is not shown again)", err=True)
+
+
+@keys.command("list")
+@DB_OPTION
+def keys_list(db_path: Path | None) -> None:
+    """List keys (never their secrets)."""
+    keyring = Keyring(_settings(db_path=db_path).resolved_keyring_path)
+    for key in keyring.list():
+        state = "revoked" if key.revoked_at else "active"
+        click.echo(f"{key.id}\t{key.scope}\t{state}\t{key.redacted}\t{key.name}")
+
+
+@keys.command("revoke")
+@DB_OPTION
+@click.argument("key_id")
+def keys_revoke(db_path: Path | None, key_id: str) -> None:
+    """Revoke a key by its id; it stops working at once."""
+    keyring = Keyring(_settings(db_path=db_path).resolved_keyring_path)
+    if not keyring.revoke(key_id):
+        raise click.ClickException(f"no active key with id {key_id}")
+    click.echo(f"revoked {key_id}")

@@ -1,0 +1,148 @@
+"""API keys and the server's signing secret, kept in a small SQLite file.
+
+Keys are stored only as SHA-256 hashes (they are long random tokens, so a fast hash is
+enough) and compared in constant time. SQLite lets `openusage keys ...` write from another
+process while the server runs: the server reads the file on every check, so a new key
+works, and a revoked key stops working, at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Scope = Literal["admin", "ingest"]
+SCOPES: tuple[Scope, ...] = ("admin", "ingest")
+#: what each scope may do
+READ = "api.usage.read"
+WRITE = "api.usage.write"
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({READ, WRITE}),
+    "ingest": frozenset({WRITE}),
+}
+_PREFIX: dict[str, str] = {"admin": "sk-admin-", "ingest": "sk-ingest-"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    redacted TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    scope: Scope
+    redacted: str
+    created_at: int
+    revoked_at: int | None
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return PERMISSIONS[self.scope]
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def redact(secret: str) -> str:
+    """How a key is shown after it is made: enough to recognise, not enough to use."""
+    return f"{secret[:12]}…{secret[-4:]}"
+
+
+class Keyring:
+    """The keys of one server, in the SQLite file at ``path``."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._path = str(path)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self._path, timeout=10, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            yield db
+        finally:
+            db.close()
+
+    def create(self, scope: Scope, name: str = "") -> tuple[ApiKey, str]:
+        """A new key and its secret; the secret is returned here once and never stored."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        secret = _PREFIX[scope] + secrets.token_urlsafe(32)
+        key = ApiKey(
+            id="key_" + secrets.token_hex(8),
+            name=name or f"{scope} key",
+            scope=scope,
+            redacted=redact(secret),
+            created_at=int(time.time()),
+            revoked_at=None,
+        )
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO api_keys (id, name, scope, hash, redacted, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (key.id, key.name, key.scope, _hash(secret), key.redacted, key.created_at),
+            )
+        return key, secret
+
+    def list(self) -> list[ApiKey]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, name, scope, redacted, created_at, revoked_at FROM api_keys ORDER BY created_at, id"
+            ).fetchall()
+        return [ApiKey(*row) for row in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key by id; False when there is no such active key."""
+        with self._connect() as db:
+            cursor = db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (int(time.time()), key_id),
+            )
+        return cursor.rowcount == 1
+
+    def active_count(self) -> int:
+        with self._connect() as db:
+            (count,) = db.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()
+        return int(count)
+
+    def find(self, secret: str) -> ApiKey | None:
+        """The active key whose secret this is, or None."""
+        digest = _hash(secret)
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT id, name, scope, redacted, created_at, revoked_at, hash FROM api_keys WHERE hash = ?",
+                (digest,),
+            ).fetchone()
+        if row is None or not hmac.compare_digest(row[6], digest) or row[5] is not None:
+            return None
+        return ApiKey(*row[:6])
+
+    def signing_secret(self) -> bytes:
+        """The server's secret for cursors: made once, kept so cursors survive a restart."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('cursor_secret', ?)", (secrets.token_bytes(32),)
+            )
+            (value,) = db.execute("SELECT value FROM meta WHERE name = 'cursor_secret'").fetchone()
+        return bytes(value)

@@ -1,0 +1,219 @@
+"""The ASGI application: HTTP in, JSON out. Built by ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..catalogue import USAGE_ENDPOINTS, Endpoint
+from ..keyring import PERMISSIONS, READ, WRITE, Keyring
+from ..settings import Settings
+from ..store import DuckDBStore, EventStore
+from .cursor import CursorSigner
+from .errors import ApiError, bad_request
+from .events import EventRules, check_batch_size, events_from_body, parse_events
+from .openapi import openapi_document
+from .pages import PageLimits, build_page
+from .params import parse_query
+
+log = logging.getLogger("openusage.server")
+
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+class RequestIdMiddleware:
+    """Gives every response an ``x-request-id``, as OpenAI's do."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + secrets.token_hex(16)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class Authenticator:
+    """Checks the bearer key of a request against the keyring and the configured admin key."""
+
+    def __init__(self, keyring: Keyring, admin_key: str | None) -> None:
+        self._keyring = keyring
+        self._admin_key = admin_key
+
+    def permissions(self, request: Request) -> frozenset[str]:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization "
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                code="invalid_api_key",
+            )
+        if self._admin_key is not None and hmac.compare_digest(token.encode(), self._admin_key.encode()):
+            return PERMISSIONS["admin"]
+        key = self._keyring.find(token)
+        if key is None:
+            # Never echo the key: messages and logs must not carry secrets.
+            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+        return key.permissions
+
+    def require(self, request: Request, permission: str) -> None:
+        if permission not in self.permissions(request):
+            raise ApiError(
+                403, f"You have insufficient permissions for this operation. Missing scopes: {permission}."
+            )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"The request body is larger than {limit} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"The request body is larger than {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_events(body: bytes, content_type: str, max_events: int) -> list[Any]:
+    """The events of a JSON (``{"events": [...]}``) or NDJSON body."""
+    media = content_type.split(";")[0].strip().lower()
+    if media in NDJSON_TYPES:
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        check_batch_size(len(lines), max_events)
+        events = []
+        for index, line in enumerate(lines):
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise bad_request(f"Event {index} (line {index + 1}) is not valid JSON: {exc}.", param=f"events[{index}]") from None
+        return events
+    if media not in ("", "application/json"):
+        raise ApiError(415, f"Unsupported content type {media!r}: send application/json or application/x-ndjson.")
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"The body is not valid JSON: {exc}.") from None
+    return list(events_from_body(parsed, max_events))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: EventStore | None = None,
+    keyring: Keyring | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The server: every usage endpoint of the catalogue, ingestion, and its OpenAPI document."""
+    keyring = keyring or Keyring(settings.resolved_keyring_path)
+    auth = Authenticator(keyring, settings.admin_key)
+    signer = CursorSigner(keyring.signing_secret())
+    limits = PageLimits(lookback_days=settings.lookback_days, max_page_rows=settings.max_page_rows)
+    state: dict[str, EventStore] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state["store"] = store or DuckDBStore(settings.db_path)
+        try:
+            yield
+        finally:
+            if store is None:
+                state["store"].close()
+
+    def read_endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            auth.require(request, READ)
+            query = parse_query(endpoint, request.query_params.multi_items(), max_array_values=settings.max_array_values)
+            page = await run_in_threadpool(
+                build_page, query, aggregate=state["store"].aggregate, signer=signer, now=int(clock()), limits=limits
+            )
+            return json_response(page)
+
+        return handler
+
+    async def ingest(request: Request) -> Response:
+        auth.require(request, WRITE)
+        body = await read_body(request, settings.max_body_bytes)
+        events = decode_events(body, request.headers.get("content-type", ""), settings.max_batch_events)
+        rows = parse_events(events, EventRules(now=int(clock()), max_future_seconds=settings.max_future_seconds))
+        result = await run_in_threadpool(state["store"].append, rows)
+        return json_response(
+            {
+                "object": "usage.ingest_result",
+                "received": len(rows),
+                "inserted": result.inserted,
+                "duplicates": result.duplicates,
+            }
+        )
+
+    document = orjson.dumps(openapi_document(with_costs=False))
+
+    async def openapi(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return json_response(exc.body(), exc.status, exc.headers)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = (
+            f"Invalid URL ({request.method} {request.url.path})"
+            if exc.status_code in (404, 405)
+            else str(exc.detail)
+        )
+        return json_response(ApiError(exc.status_code, message).body(), exc.status_code)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        error = ApiError(500, "The server had an error while processing your request.", type="server_error")
+        return json_response(error.body(), 500)
+
+    routes = [Route("/v1" + e.path, read_endpoint(e), methods=["GET"]) for e in USAGE_ENDPOINTS]
+    routes += [
+        Route("/v1/organization/usage/events", ingest, methods=["POST"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error},
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,207 @@
+"""Usage events, the way in: one model request, tool call, session or storage snapshot.
+
+An event is a JSON object with an ``id`` (the idempotency key), a ``type`` (a usage kind of
+the catalogue), a ``timestamp`` (unix seconds or RFC 3339 with a zone), the dimensions its
+kind has and its metrics. Anything else is refused: a misspelt field would otherwise be
+lost without a word. Checking is all-or-nothing per batch; the first bad field is named.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..catalogue import USAGE_KINDS, Endpoint
+from ..store.base import DIMENSION_COLUMNS, METRIC_COLUMNS, Row
+from .errors import ApiError, bad_request, shown
+
+MAX_ID_LENGTH = 256
+MAX_STRING_LENGTH = 256
+EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z: anything older is a unit mistake
+
+
+@dataclass(frozen=True)
+class EventRules:
+    """The limits that depend on settings and on the clock."""
+
+    now: int
+    max_future_seconds: int = 86_400
+
+
+class _Invalid(Exception):
+    def __init__(self, field: str | None, message: str) -> None:
+        self.field = field
+        self.message = message
+
+
+def _string(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(field, f"'{field}' must be a string")
+    if not value or len(value) > MAX_STRING_LENGTH:
+        raise _Invalid(field, f"'{field}' must be 1 to {MAX_STRING_LENGTH} characters long")
+    if "\x00" in value:
+        raise _Invalid(field, f"'{field}' must not contain NUL characters")
+    return value
+
+
+def _timestamp(value: Any, rules: EventRules) -> int:
+    if isinstance(value, bool):
+        raise _Invalid("timestamp", "'timestamp' must be unix seconds or an RFC 3339 string")
+    if isinstance(value, int):
+        ts = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Invalid("timestamp", "'timestamp' must be a finite number")
+        ts = math.floor(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise _Invalid(
+                "timestamp", f"'timestamp' {shown(value)} is not RFC 3339 (e.g. 2026-11-25T10:00:00Z)"
+            ) from None
+        if parsed.tzinfo is None:
+            raise _Invalid("timestamp", "'timestamp' needs a time zone (e.g. a trailing Z)")
+        ts = math.floor(parsed.timestamp())
+    else:
+        raise _Invalid("timestamp", "'timestamp' must be unix seconds or an RFC 3339 string")
+    latest = rules.now + rules.max_future_seconds
+    if not EARLIEST_TIMESTAMP <= ts <= latest:
+        raise _Invalid(
+            "timestamp",
+            f"'timestamp' {ts} is out of range: it must lie between {EARLIEST_TIMESTAMP} (2000-01-01) "
+            f"and {latest} (now plus {rules.max_future_seconds} s)",
+        )
+    return ts
+
+
+def _metric(value: Any, field: str, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise _Invalid(field, f"'{field}' must be a non-negative integer, got {shown(value)}")
+    if not 0 <= value <= maximum:
+        raise _Invalid(field, f"'{field}' must be between 0 and {maximum}, got {value}")
+    return int(value)
+
+
+def _completions_identities(m: dict[str, int], given: set[str]) -> None:
+    """Fill the derived token counts and check the identities between them.
+
+    ``input_tokens`` includes cached and cache-write tokens; ``input_uncached_tokens``
+    excludes both; text counts are what is left after audio and image.
+    """
+
+    def derive(target: str, total: str, *parts: str) -> None:
+        rest = m[total] - sum(m[p] for p in parts)
+        if rest < 0:
+            raise _Invalid(parts[0], f"{' + '.join(repr(p) for p in parts)} exceed '{total}'")
+        if target not in given:
+            m[target] = rest
+        elif target == "input_uncached_tokens" and m[target] != rest:
+            raise _Invalid(
+                target,
+                "'input_uncached_tokens' must equal input_tokens - input_cached_tokens - "
+                f"input_cache_write_tokens ({rest}), got {m[target]}",
+            )
+
+    derive("input_uncached_tokens", "input_tokens", "input_cached_tokens", "input_cache_write_tokens")
+    derive("input_text_tokens", "input_tokens", "input_audio_tokens", "input_image_tokens")
+    derive("input_cached_text_tokens", "input_cached_tokens", "input_cached_audio_tokens", "input_cached_image_tokens")
+    derive("output_text_tokens", "output_tokens", "output_audio_tokens", "output_image_tokens")
+
+
+def _row(event: Any, rules: EventRules) -> Row:
+    if not isinstance(event, dict):
+        raise _Invalid(None, "an event must be a JSON object")
+    if "type" not in event:
+        raise _Invalid("type", "'type' is required")
+    kind = event["type"]
+    endpoint: Endpoint | None = USAGE_KINDS.get(kind) if isinstance(kind, str) else None
+    if endpoint is None:
+        raise _Invalid("type", f"'type' must be one of: {', '.join(USAGE_KINDS)}; got {shown(kind)}")
+    if "id" not in event:
+        raise _Invalid("id", "'id' is required")
+    event_id = _string(event["id"], "id")
+    if "timestamp" not in event:
+        raise _Invalid("timestamp", "'timestamp' is required")
+    ts = _timestamp(event["timestamp"], rules)
+
+    dimensions = {d.name: d for d in endpoint.dimensions}
+    metrics = {m.name: m for m in endpoint.metrics}
+    for name in event:
+        if name not in dimensions and name not in metrics and name not in ("id", "type", "timestamp"):
+            raise _Invalid(name, f"unknown field {shown(name)} for an event of type '{kind}'")
+
+    dims: dict[str, Any] = {}
+    for d in endpoint.dimensions:
+        value = event.get(d.name)
+        if value is None:
+            if d.required:
+                raise _Invalid(d.name, f"'{d.name}' is required for an event of type '{kind}'")
+            continue
+        if d.type == "boolean":
+            if not isinstance(value, bool):
+                raise _Invalid(d.name, f"'{d.name}' must be true, false or null")
+            dims[d.name] = value
+            continue
+        dims[d.name] = _string(value, d.name)
+        if d.values is not None and value not in d.values:
+            raise _Invalid(d.name, f"'{d.name}' must be one of: {', '.join(d.values)}; got {shown(value)}")
+
+    values: dict[str, int] = {}
+    given: set[str] = set()
+    for m in endpoint.metrics:
+        if event.get(m.name) is None:
+            values[m.name] = m.default
+        else:
+            values[m.name] = _metric(event[m.name], m.name, m.maximum)
+            given.add(m.name)
+    if endpoint.name == "completions":
+        _completions_identities(values, given)
+
+    return (
+        event_id,
+        kind,
+        ts,
+        *(dims.get(c) for c in DIMENSION_COLUMNS),
+        *(values.get(c, 0) for c in METRIC_COLUMNS),
+    )
+
+
+def parse_events(events: Sequence[Any], rules: EventRules) -> list[Row]:
+    """Every event as a store row, or a 400 naming the first bad event and field."""
+    rows = []
+    for index, event in enumerate(events):
+        try:
+            rows.append(_row(event, rules))
+        except _Invalid as invalid:
+            param = f"events[{index}]" + (f".{invalid.field}" if invalid.field else "")
+            raise bad_request(f"Invalid event at index {index}: {invalid.message}.", param=param) from None
+    return rows
+
+
+def events_from_body(body: Any, max_events: int) -> Sequence[Any]:
+    """The list of events in a JSON body ``{"events": [...]}``."""
+    if not isinstance(body, dict) or "events" not in body:
+        raise bad_request('The body must be a JSON object {"events": [...]}.', param="events")
+    events = body["events"]
+    if not isinstance(events, list):
+        raise bad_request("'events' must be a list of event objects.", param="events")
+    check_batch_size(len(events), max_events)
+    return events
+
+
+def check_batch_size(count: int, max_events: int) -> None:
+    if count == 0:
+        raise bad_request("The batch holds no events.", param="events")
+    if count > max_events:
+        raise ApiError(
+            413,
+            f"Too many events in one batch: {count} > {max_events}. Split it into smaller batches.",
+            param="events",
+        )

@@ -1,0 +1,109 @@
+"""One page of a read endpoint: buckets from the clock and the cursor, results from the store."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..buckets import DAY, page_of_buckets
+from ..catalogue import WIDTH_SECONDS
+from ..store import AggregateRow, Aggregation
+from .cursor import Cursor, CursorSigner
+from .errors import bad_request
+from .params import UsageQuery
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    lookback_days: int | None
+    max_page_rows: int
+
+
+def check_lookback(query: UsageQuery, now: int, lookback_days: int | None) -> None:
+    if lookback_days is None:
+        return
+    earliest = now - lookback_days * DAY
+    if query.start_time < earliest - earliest % DAY:
+        day = datetime.fromtimestamp(earliest, UTC).strftime("%Y-%m-%d")
+        period = "the past year" if lookback_days == 365 else f"the past {lookback_days} days"
+        raise bad_request(
+            f"Usage and cost data are available for {period}. Earliest supported start date: {day} (UTC).",
+            param="start_time",
+            code="reporting_lookback_exceeded",
+        )
+
+
+def page_window(query: UsageQuery, signer: CursorSigner, now: int) -> tuple[int, int]:
+    """The first bucket start of this page and the effective end of the whole walk."""
+    if query.page is None:
+        return query.start_time, query.end_time if query.end_time is not None else now
+    cursor: Cursor = signer.decode(query.page, query.canonical())
+    earliest = query.start_time - query.start_time % DAY if query.endpoint.is_costs else query.start_time
+    if not earliest <= cursor.next_start < cursor.effective_end:
+        raise bad_request("Invalid 'page' cursor for this time range.", param="page")
+    return cursor.next_start, cursor.effective_end
+
+
+def result_template(query: UsageQuery, metric_names: tuple[str, ...]) -> dict[str, Any]:
+    """A result with every field present: metrics at 0, dimensions null."""
+    endpoint = query.endpoint
+    template: dict[str, Any] = {"object": endpoint.result_object}
+    template.update(dict.fromkeys(metric_names, 0))
+    template.update(dict.fromkeys(endpoint.group_fields))
+    return template
+
+
+def build_page(
+    query: UsageQuery,
+    *,
+    aggregate: Callable[[Aggregation], list[AggregateRow]],
+    signer: CursorSigner,
+    now: int,
+    limits: PageLimits,
+) -> dict[str, Any]:
+    """The JSON body of one page of a usage endpoint."""
+    check_lookback(query, now, limits.lookback_days)
+    endpoint = query.endpoint
+    page_start, end = page_window(query, signer, now)
+    buckets, has_more = page_of_buckets(page_start, end, query.width, query.limit, whole_days=endpoint.is_costs)
+    rows = aggregate(
+        Aggregation(
+            kind=endpoint.name,
+            buckets=buckets,
+            width_seconds=WIDTH_SECONDS[query.width],
+            group_by=query.group_by,
+            filters=query.filters,
+            metrics=endpoint.metric_names,
+            gauge=endpoint.has_gauge,
+        )
+    )
+    by_bucket: dict[int, list[AggregateRow]] = defaultdict(list)
+    for row in rows:
+        by_bucket[row[0]].append(row)
+
+    template = result_template(query, endpoint.metric_names)
+    data: list[dict[str, Any]] = []
+    row_count = 0
+    for start, bucket_end in buckets:
+        bucket_rows = by_bucket.get(start, [])
+        # Stop early, at a bucket boundary, rather than send an unbounded page.
+        if data and row_count + len(bucket_rows) > limits.max_page_rows:
+            has_more = True
+            break
+        row_count += len(bucket_rows)
+        results = []
+        for _, groups, metrics in bucket_rows:
+            result = dict(template)
+            result.update(zip(endpoint.metric_names, metrics, strict=True))
+            result.update(zip(query.group_by, groups, strict=True))
+            results.append(result)
+        data.append({"object": "bucket", "start_time": start, "end_time": bucket_end, "results": results})
+
+    next_page = None
+    if has_more:
+        next_start = buckets[len(data)][0] if len(data) < len(buckets) else buckets[-1][1]
+        next_page = signer.encode(Cursor(effective_end=end, next_start=next_start), query.canonical())
+    return {"object": "page", "data": data, "has_more": has_more, "next_page": next_page}

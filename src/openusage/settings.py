@@ -1,0 +1,55 @@
+"""Server settings: one explicit object, built once; the environment is only a fallback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ENV_ADMIN_KEY = "OPENUSAGE_ADMIN_KEY"
+ENV_DB = "OPENUSAGE_DB"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know, with the defaults a new user would want."""
+
+    #: the embedded event database (DuckDB), one file
+    db_path: Path = Path("openusage.duckdb")
+    #: keys and the cursor secret live apart, in SQLite, so that `openusage keys` can
+    #: write while the server holds the event database open
+    keyring_path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: accepted as an admin key in addition to the stored keys
+    admin_key: str | None = field(default=None, repr=False)
+    #: how far back `start_time` may reach; None turns the check off (OpenAI: one year)
+    lookback_days: int | None = 365
+    #: a page stops early, before this many result rows, at a bucket boundary
+    max_page_rows: int = 50_000
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_batch_events: int = 10_000
+    #: values one array parameter (group_by, a filter) may carry
+    max_array_values: int = 1_000
+    #: events may lie at most this far in the future (clock skew between gateways)
+    max_future_seconds: int = 86_400
+
+    @property
+    def resolved_keyring_path(self) -> Path:
+        if self.keyring_path is not None:
+            return self.keyring_path
+        return self.db_path.with_name(self.db_path.stem + ".keys.sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from explicit values, falling back to the environment once, here."""
+        env = os.environ if environ is None else environ
+        base = cls()
+        if env.get(ENV_DB):
+            base = replace(base, db_path=Path(env[ENV_DB]))
+        if env.get(ENV_ADMIN_KEY):
+            base = replace(base, admin_key=env[ENV_ADMIN_KEY])
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(base, **given)

@@ -1,0 +1,6 @@
+"""Event storage behind one narrow interface."""
+
+from .base import AggregateRow, Aggregation, AppendResult, EventStore
+from .duckdb import DuckDBStore
+
+__all__ = ["AggregateRow", "Aggregation", "AppendResult", "DuckDBStore", "EventStore"]

@@ -1,0 +1,61 @@
+"""The store's narrow interface: append events, aggregate one query.
+
+Any engine (the embedded DuckDB file by default, a distributed one later) sits behind
+this interface; the server knows nothing else about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..catalogue import DimensionType, all_dimensions, all_metrics
+
+DIMENSIONS: dict[str, DimensionType] = all_dimensions()
+DIMENSION_COLUMNS: tuple[str, ...] = tuple(DIMENSIONS)
+METRIC_COLUMNS: tuple[str, ...] = all_metrics()
+#: an event row: these values, in this order
+COLUMNS: tuple[str, ...] = ("id", "kind", "ts", *DIMENSION_COLUMNS, *METRIC_COLUMNS)
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    inserted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """Sum (or, for a gauge, sample) one kind's metrics into contiguous buckets.
+
+    ``buckets`` are the page's buckets, oldest first and touching; an event belongs to the
+    bucket whose ``[start, end)`` holds its timestamp.
+    """
+
+    kind: str
+    buckets: Sequence[tuple[int, int]]
+    #: the width of the interior buckets, in seconds
+    width_seconds: int
+    group_by: tuple[str, ...]
+    filters: Mapping[str, tuple[str | bool, ...]]
+    metrics: tuple[str, ...]
+    gauge: bool = False
+
+
+#: (bucket start, group values in group_by order, metric values in metrics order)
+AggregateRow = tuple[int, tuple[Any, ...], tuple[int, ...]]
+
+
+class EventStore(Protocol):
+    def append(self, rows: Sequence[Row]) -> AppendResult:
+        """Store the rows not seen before (by id), durably, all or none."""
+        ...
+
+    def aggregate(self, query: Aggregation) -> list[AggregateRow]:
+        """Rows ordered by bucket, then group values ascending with nulls first."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,158 @@
+"""The embedded store: one DuckDB file, one wide columnar table of raw events.
+
+Each event kind uses the columns its catalogue entry names; the others stay NULL, which a
+columnar file stores almost for free. Raw events are kept for idempotency and so that
+pre-aggregated rollups can be rebuilt from them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .base import (
+    COLUMNS,
+    DIMENSIONS,
+    METRIC_COLUMNS,
+    AggregateRow,
+    Aggregation,
+    AppendResult,
+    Row,
+)
+
+
+def _schema() -> str:
+    dims = [f"{name} {'BOOLEAN' if kind == 'boolean' else 'VARCHAR'}" for name, kind in DIMENSIONS.items()]
+    metrics = [f"{name} BIGINT NOT NULL DEFAULT 0" for name in METRIC_COLUMNS]
+    columns = ["seq BIGINT NOT NULL", "id VARCHAR PRIMARY KEY", "kind VARCHAR NOT NULL", "ts BIGINT NOT NULL"]
+    return f"CREATE TABLE IF NOT EXISTS events ({', '.join(columns + dims + metrics)})"
+
+
+def _check_column(name: str) -> str:
+    # Column names reach SQL text, so they must come from the catalogue alone.
+    if name not in DIMENSIONS and name not in METRIC_COLUMNS:
+        raise ValueError(f"not a store column: {name!r}")
+    return name
+
+
+class DuckDBStore:
+    """Events in one DuckDB file; safe to share between threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._path = str(path)
+        self._con = duckdb.connect(self._path)
+        self._con.execute(_schema())
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._next_seq = int(self._con.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
+        placeholders = ", ".join(f"unnest(${i + 2})" for i in range(len(COLUMNS)))
+        self._insert_sql = (
+            f"INSERT INTO events (seq, {', '.join(COLUMNS)}) "
+            f"SELECT $1 + row_number() OVER () - 1, * FROM (SELECT {placeholders})"
+        )
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._con.cursor()
+        return cursor
+
+    def append(self, rows: Sequence[Row]) -> AppendResult:
+        unique: dict[str, Row] = {}
+        for row in rows:
+            unique.setdefault(row[0], row)
+        with self._write_lock:
+            cursor = self._cursor()
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                seen = {
+                    r[0]
+                    for r in cursor.execute(
+                        "SELECT id FROM events WHERE id IN (SELECT unnest($1))", [list(unique)]
+                    ).fetchall()
+                }
+                fresh = [row for event_id, row in unique.items() if event_id not in seen]
+                if fresh:
+                    columns = [list(col) for col in zip(*fresh, strict=True)]
+                    cursor.execute(self._insert_sql, [self._next_seq, *columns])
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            self._next_seq += len(fresh)
+        return AppendResult(inserted=len(fresh), duplicates=len(rows) - len(fresh))
+
+    def aggregate(self, query: Aggregation) -> list[AggregateRow]:
+        if not query.buckets:
+            return []
+        groups = [_check_column(g) for g in query.group_by]
+        metrics = [_check_column(m) for m in query.metrics]
+        where, filter_params = self._filters(query)
+        if query.gauge:
+            carried = sorted({*groups, *(_check_column(f) for f in query.filters)})
+            sql = self._gauge_sql(groups, metrics, where, carried)
+            params = [[b[0] for b in query.buckets], [b[1] for b in query.buckets], query.kind]
+        else:
+            sql = self._sum_sql(groups, metrics, where)
+            first, last = query.buckets[0][0], query.buckets[-1][1]
+            params = [first, query.width_seconds, query.kind, first, last]
+        order = ", ".join(["b", *(f"{g} NULLS FIRST" for g in groups)])
+        rows = self._cursor().execute(f"{sql} ORDER BY {order}", [*params, *filter_params]).fetchall()
+        n = len(groups)
+        return [(int(r[0]), tuple(r[1 : 1 + n]), tuple(int(v) for v in r[1 + n :])) for r in rows]
+
+    @staticmethod
+    def _filters(query: Aggregation) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for name, values in query.filters.items():
+            column = _check_column(name)
+            if DIMENSIONS[name] == "boolean":
+                clauses.append(f"{column} = ?")
+                params.append(bool(values[0]))
+            else:
+                clauses.append(f"{column} IN (SELECT unnest(?::VARCHAR[]))")
+                params.append(list(values))
+        return "".join(f" AND {c}" for c in clauses), params
+
+    @staticmethod
+    def _sum_sql(groups: list[str], metrics: list[str], where: str) -> str:
+        # $1 first bucket start, $2 width, $3 kind, $4..$5 the page's time range. Buckets
+        # after the first start on a width boundary; the first may start off one.
+        select = ", ".join(["greatest(ts - ts % $2, $1) AS b", *groups, *(f"sum({m})::BIGINT" for m in metrics)])
+        return (
+            f"SELECT {select} FROM events WHERE kind = $3 AND ts >= $4 AND ts < $5"
+            f"{_number_placeholders(where, 6)} GROUP BY {', '.join(['b', *groups])}"
+        )
+
+    @staticmethod
+    def _gauge_sql(groups: list[str], metrics: list[str], where: str, carried: list[str]) -> str:
+        # A gauge: each vector store's last report before the bucket's end, carried
+        # forward; a store reported at zero drops out. Later ingestion wins a tie.
+        (metric,) = metrics
+        latest = "".join(f", arg_max_null({d}, [ts, seq]) AS {d}" for d in carried)
+        return (
+            "WITH ends AS (SELECT unnest($1::BIGINT[]) AS b, unnest($2::BIGINT[]) AS b_end), "
+            f"latest AS (SELECT ends.b, vector_store_id, arg_max_null({metric}, [ts, seq]) AS value"
+            f"{latest} FROM ends JOIN events ON events.kind = $3 AND events.ts < ends.b_end "
+            "GROUP BY ends.b, vector_store_id) "
+            f"SELECT {', '.join(['b', *groups, 'sum(value)::BIGINT'])} FROM latest "
+            f"WHERE value > 0{_number_placeholders(where, 4)} GROUP BY {', '.join(['b', *groups])}"
+        )
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _number_placeholders(where: str, first: int) -> str:
+    """Turn the filters' ``?`` into ``$n`` numbered after the fixed parameters."""
+    out, n = [], first
+    for part in where.split("?"):
+        out.append(part)
+        out.append(f"${n}")
+        n += 1
+    return "".join(out[:-1])
