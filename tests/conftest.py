@@ -1,0 +1,146 @@
+"""Shared fixtures: a real server process on a free port, over a real database file."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+DAY = 86400
+ADMIN_KEY = "sk-admin-test-" + "x" * 24
+# Test data lives in its own windows of time, one per test, so that tests sharing a
+# server never see each other's events. Windows start in 2020, on UTC midnights.
+FIRST_WINDOW = 1_577_836_800
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running ``openusage serve`` process and helpers to talk to it."""
+
+    base_url: str
+    db_path: Path
+    process: subprocess.Popen[bytes]
+    admin_key: str = ADMIN_KEY
+    _next_window: int = FIRST_WINDOW
+
+    @property
+    def api(self) -> str:
+        return self.base_url + "/v1"
+
+    def window(self, days: int = 10) -> int:
+        """A UTC midnight with ``days`` days after it (and one spare) that no other test uses."""
+        start = self._next_window
+        self._next_window += (days + 1) * DAY
+        assert self._next_window < time.time() - DAY, "test windows ran into the present"
+        return start
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
+        return httpx.Client(base_url=self.api, headers=headers, timeout=30)
+
+    def get(self, path: str, params: Any = None, key: str | None = None) -> httpx.Response:
+        with self.client(key) as c:
+            return c.get(path, params=params)
+
+    def ingest(self, events: list[dict[str, Any]], key: str | None = None) -> httpx.Response:
+        with self.client(key) as c:
+            return c.post("/organization/usage/events", json={"events": events})
+
+    def ingest_ok(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        response = self.ingest(events)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def page(self, path: str, params: Any) -> dict[str, Any]:
+        response = self.get(path, params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def walk(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every bucket of every page, following ``next_page``."""
+        buckets: list[dict[str, Any]] = []
+        page = self.page(path, params)
+        buckets += page["data"]
+        while page["has_more"]:
+            page = self.page(path, {**params, "page": page["next_page"]})
+            buckets += page["data"]
+        return buckets
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "openusage", *args, "--db", str(self.db_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    db_path = tmp / "usage.duckdb"
+    process_env = {**os.environ, "OPENUSAGE_ADMIN_KEY": ADMIN_KEY, **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openusage", "serve", "--db", str(db_path), "--port", str(port), *extra],
+        env=process_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base_url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"server did not start:\n{output}")
+        time.sleep(0.05)
+    return Server(base_url=base_url, db_path=db_path, process=process)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    if server.process.stdout:
+        server.process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shared server, with the look-back check off so that tests may use any past window."""
+    running = start_server(tmp_path_factory.mktemp("server"), "--lookback-days", "0")
+    yield running
+    stop_server(running)
+
+
+def event(kind: str, ts: int, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"id": event_id or f"{kind}-{ts}-{next(_ids)}", "type": kind, "timestamp": ts, **fields}
+
+
+_ids = itertools.count()

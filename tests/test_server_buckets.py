@@ -1,0 +1,244 @@
+"""SPEC §3 over HTTP: bucket layout, empty buckets, null groups, grouping, filters, encodings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from openusage.catalogue import USAGE_ENDPOINTS
+
+from .conftest import DAY, Server, event
+
+COMPLETIONS = "/organization/usage/completions"
+
+
+def totals(buckets: list[dict[str, Any]], metric: str) -> int:
+    return sum(r[metric] for b in buckets for r in b["results"])
+
+
+def test_partial_first_bucket_aligned_interior_and_cut_last(server: Server) -> None:
+    day0 = server.window(5)
+    start = day0 + 17 * 3600 + 31 * 60  # 17:31, like the cookbook capture
+    end = day0 + 3 * DAY + 5 * 3600 + 7  # three midnights later, 05:00:07
+    server.ingest_ok(
+        [
+            event("completions", start, input_tokens=10, output_tokens=1),
+            event("completions", start - 1, input_tokens=1000, output_tokens=1),  # before the range
+            event("completions", day0 + DAY + 60, input_tokens=20, output_tokens=2),
+            event("completions", end - 1, input_tokens=30, output_tokens=3),
+            event("completions", end, input_tokens=5000, output_tokens=5),  # end is exclusive
+        ]
+    )
+    page = server.page(COMPLETIONS, {"start_time": start, "end_time": end, "bucket_width": "1d"})
+    spans = [(b["start_time"], b["end_time"]) for b in page["data"]]
+    assert spans == [
+        (start, day0 + DAY),
+        (day0 + DAY, day0 + 2 * DAY),
+        (day0 + 2 * DAY, day0 + 3 * DAY),
+        (day0 + 3 * DAY, end),
+    ]
+    assert [[r["input_tokens"] for r in b["results"]] for b in page["data"]] == [[10], [20], [], [30]]
+    assert page["has_more"] is False and page["next_page"] is None
+    assert page["object"] == "page" and all(b["object"] == "bucket" for b in page["data"])
+
+
+@pytest.mark.parametrize(("width", "seconds"), [("1m", 60), ("1h", 3600)])
+def test_minute_and_hour_buckets_follow_utc_boundaries(server: Server, width: str, seconds: int) -> None:
+    day0 = server.window(1)
+    start = day0 + 3 * seconds + 17
+    end = start + 4 * seconds
+    server.ingest_ok([event("embeddings", start + seconds, input_tokens=7)])
+    page = server.page(
+        "/organization/usage/embeddings", {"start_time": start, "end_time": end, "bucket_width": width}
+    )
+    starts = [b["start_time"] for b in page["data"]]
+    assert starts[0] == start
+    assert all(s % seconds == 0 for s in starts[1:])
+    assert page["data"][-1]["end_time"] == end
+    assert len(page["data"]) == 5
+    assert [len(b["results"]) for b in page["data"]] == [0, 1, 0, 0, 0]
+
+
+def test_without_group_by_every_dimension_is_null_and_every_metric_present(server: Server) -> None:
+    day0 = server.window(1)
+    server.ingest_ok(
+        [
+            event("completions", day0 + 10, project_id="p1", model="m1", batch=True, input_tokens=100, output_tokens=10),
+            event("completions", day0 + 20, project_id="p2", model="m2", input_tokens=50, output_tokens=5),
+        ]
+    )
+    page = server.page(COMPLETIONS, {"start_time": day0, "end_time": day0 + DAY})
+    (result,) = page["data"][0]["results"]
+    endpoint = USAGE_ENDPOINTS[0]
+    assert set(result) == {"object", *endpoint.metric_names, *endpoint.group_fields}
+    assert all(result[d] is None for d in endpoint.group_fields)
+    assert result["input_tokens"] == 150 and result["output_tokens"] == 15
+    assert result["num_model_requests"] == 2
+    assert result["input_audio_tokens"] == 0
+
+
+def test_group_by_makes_one_result_per_combination_and_absent_dimensions_form_a_null_group(server: Server) -> None:
+    day0 = server.window(1)
+    server.ingest_ok(
+        [
+            event("completions", day0 + 1, project_id="p1", model="m1", input_tokens=1, output_tokens=0),
+            event("completions", day0 + 2, project_id="p1", model="m1", input_tokens=2, output_tokens=0),
+            event("completions", day0 + 3, project_id="p1", model="m2", input_tokens=4, output_tokens=0),
+            event("completions", day0 + 4, model="m1", input_tokens=8, output_tokens=0),
+            event("completions", day0 + 5, project_id="p2", input_tokens=16, output_tokens=0),
+        ]
+    )
+    page = server.page(
+        COMPLETIONS, {"start_time": day0, "end_time": day0 + DAY, "group_by": ["project_id", "model"]}
+    )
+    rows = [(r["project_id"], r["model"], r["input_tokens"], r["user_id"]) for r in page["data"][0]["results"]]
+    # Ordered by the grouped fields, nulls first; fields not grouped stay null.
+    assert rows == [
+        (None, "m1", 8, None),
+        ("p1", "m1", 3, None),
+        ("p1", "m2", 4, None),
+        ("p2", None, 16, None),
+    ]
+
+
+@pytest.fixture(scope="module")
+def encoded_day(server: Server) -> int:
+    day0 = server.window(1)
+    server.ingest_ok(
+        [
+            event("completions", day0 + 1, project_id="p1", model="m1", input_tokens=1, output_tokens=0),
+            event("completions", day0 + 2, project_id="p2", model="m2", input_tokens=2, output_tokens=0),
+            event("completions", day0 + 3, project_id="p2", model="m3", input_tokens=4, output_tokens=0),
+        ]
+    )
+    return day0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "group_by=project_id&group_by=model&models=m1&models=m2",
+        "group_by[]=project_id&group_by[]=model&models[]=m1&models[]=m2",
+        "group_by=project_id,model&models=m1,m2",
+        "group_by=model,project_id&models[]=m2&models=m1",
+    ],
+    ids=["repeated", "brackets", "comma", "mixed"],
+)
+def test_three_array_encodings_give_the_same_answer(server: Server, encoded_day: int, query: str) -> None:
+    day0 = encoded_day
+    response = server.get(f"{COMPLETIONS}?start_time={day0}&end_time={day0 + DAY}&{query}")
+    assert response.status_code == 200, response.text
+    rows = [(r["project_id"], r["model"], r["input_tokens"]) for r in response.json()["data"][0]["results"]]
+    assert rows == [("p1", "m1", 1), ("p2", "m2", 2)]
+
+
+def test_filters_restrict_and_batch_filter_takes_true_or_false(server: Server) -> None:
+    day0 = server.window(1)
+    server.ingest_ok(
+        [
+            event("completions", day0 + 1, user_id="u1", api_key_id="k1", batch=True, input_tokens=1, output_tokens=0),
+            event("completions", day0 + 2, user_id="u2", api_key_id="k1", batch=False, input_tokens=2, output_tokens=0),
+            event("completions", day0 + 3, user_id="u2", api_key_id="k2", input_tokens=4, output_tokens=0),
+        ]
+    )
+    base = {"start_time": day0, "end_time": day0 + DAY}
+
+    def total(**params: Any) -> int:
+        return totals(server.page(COMPLETIONS, {**base, **params})["data"], "input_tokens")
+
+    assert total() == 7
+    assert total(batch="true") == 1
+    assert total(batch="false") == 2
+    assert total(user_ids=["u2"]) == 6
+    assert total(user_ids=["u2"], api_key_ids=["k1"]) == 2
+    assert total(user_ids=["nobody"]) == 0
+    grouped = server.page(COMPLETIONS, {**base, "group_by": "batch"})["data"][0]["results"]
+    assert [(r["batch"], r["input_tokens"]) for r in grouped] == [(None, 4), (False, 2), (True, 1)]
+
+
+def test_images_web_search_and_file_search_dimensions(server: Server) -> None:
+    day0 = server.window(1)
+    server.ingest_ok(
+        [
+            event("images", day0 + 1, size="1024x1024", source="image.generation", images=2),
+            event("images", day0 + 2, size="1024x1024", source="image.edit", images=1),
+            event("images", day0 + 3, size="256x256", source="image.generation", images=4, num_model_requests=2),
+            event("web_search_calls", day0 + 4, context_level="low", num_requests=3),
+            event("web_search_calls", day0 + 5, context_level="high"),
+            event("file_search_calls", day0 + 6, vector_store_id="vs_a", num_requests=2),
+            event("file_search_calls", day0 + 7, vector_store_id="vs_b"),
+        ]
+    )
+    base = {"start_time": day0, "end_time": day0 + DAY}
+    images = server.page("/organization/usage/images", {**base, "group_by": "source", "sizes": "1024x1024"})
+    assert [(r["source"], r["images"], r["size"]) for r in images["data"][0]["results"]] == [
+        ("image.edit", 1, None),
+        ("image.generation", 2, None),
+    ]
+    web = server.page("/organization/usage/web_search_calls", {**base, "group_by": "context_level"})
+    assert [(r["context_level"], r["num_requests"], r["num_model_requests"]) for r in web["data"][0]["results"]] == [
+        ("high", 1, 1),
+        ("low", 3, 1),
+    ]
+    files = server.page("/organization/usage/file_search_calls", {**base, "vector_store_ids": "vs_b"})
+    assert [r["num_requests"] for r in files["data"][0]["results"]] == [1]
+
+
+def test_vector_store_bytes_are_a_gauge_carried_forward(server: Server) -> None:
+    day0 = server.window(4)
+    server.ingest_ok(
+        [
+            event("vector_stores", day0 + 100, vector_store_id="vs1", project_id="p1", usage_bytes=1000),
+            event("vector_stores", day0 + 200, vector_store_id="vs1", project_id="p1", usage_bytes=1500),
+            event("vector_stores", day0 + 300, vector_store_id="vs2", project_id="p2", usage_bytes=70),
+            # Day 2: vs2 is emptied and drops out; vs1 is not reported, so carried forward.
+            event("vector_stores", day0 + 2 * DAY + 5, vector_store_id="vs2", project_id="p2", usage_bytes=0),
+        ]
+    )
+    page = server.page(
+        "/organization/usage/vector_stores",
+        {"start_time": day0, "end_time": day0 + 4 * DAY, "group_by": "project_id"},
+    )
+    assert [[(r["project_id"], r["usage_bytes"]) for r in b["results"]] for b in page["data"]] == [
+        [("p1", 1500), ("p2", 70)],
+        [("p1", 1500), ("p2", 70)],
+        [("p1", 1500)],
+        [("p1", 1500)],
+    ]
+    filtered = server.page(
+        "/organization/usage/vector_stores", {"start_time": day0, "end_time": day0 + DAY, "project_ids": "p2"}
+    )
+    assert [r["usage_bytes"] for r in filtered["data"][0]["results"]] == [70]
+
+
+def test_late_events_update_a_bucket_already_returned(server: Server) -> None:
+    day0 = server.window(1)
+    params = {"start_time": day0, "end_time": day0 + DAY}
+    server.ingest_ok([event("moderations", day0 + 5, input_tokens=10)])
+    assert totals(server.page("/organization/usage/moderations", params)["data"], "input_tokens") == 10
+    server.ingest_ok([event("moderations", day0 + 6, input_tokens=5)])
+    assert totals(server.page("/organization/usage/moderations", params)["data"], "input_tokens") == 15
+
+
+def test_default_end_is_now_and_default_width_is_a_day(server: Server) -> None:
+    import time
+
+    start = int(time.time()) - 2 * DAY - 100
+    page = server.page("/organization/usage/audio_speeches", {"start_time": start})
+    assert page["data"][0]["start_time"] == start
+    assert all(b["end_time"] - b["start_time"] <= DAY for b in page["data"])
+    assert len(page["data"]) == 3
+    assert abs(page["data"][-1]["end_time"] - time.time()) < 60
+
+
+def test_pages_walk_the_whole_range_and_the_cursor_pins_the_end(server: Server) -> None:
+    day0 = server.window(10)
+    server.ingest_ok([event("audio_transcriptions", day0 + d * DAY + 7, seconds=d + 1) for d in range(10)])
+    params = {"start_time": day0, "end_time": day0 + 10 * DAY, "limit": 3}
+    first = server.page("/organization/usage/audio_transcriptions", params)
+    assert len(first["data"]) == 3 and first["has_more"] is True
+    assert first["next_page"].startswith("page_")
+    buckets = server.walk("/organization/usage/audio_transcriptions", params)
+    assert [b["start_time"] for b in buckets] == [day0 + d * DAY for d in range(10)]
+    assert [b["results"][0]["seconds"] for b in buckets] == list(range(1, 11))
