@@ -36,6 +36,7 @@ class Server:
     base_url: str
     db_path: Path
     process: subprocess.Popen[bytes]
+    log_path: Path
     admin_key: str = ADMIN_KEY
     _next_window: int = FIRST_WINDOW
 
@@ -98,12 +99,15 @@ def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> S
     port = free_port()
     db_path = tmp / "usage.duckdb"
     process_env = {**os.environ, "OPENUSAGE_ADMIN_KEY": ADMIN_KEY, **(env or {})}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "openusage", "serve", "--db", str(db_path), "--port", str(port), *extra],
-        env=process_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    # The log goes to a file: a pipe nobody reads would fill up and stall the server.
+    log_path = tmp / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "openusage", "serve", "--db", str(db_path), "--port", str(port), *extra],
+            env=process_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -114,10 +118,9 @@ def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> S
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"server did not start:\n{output}")
+            raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
         time.sleep(0.05)
-    return Server(base_url=base_url, db_path=db_path, process=process)
+    return Server(base_url=base_url, db_path=db_path, process=process, log_path=log_path)
 
 
 def stop_server(server: Server) -> None:
@@ -127,8 +130,6 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
-    if server.process.stdout:
-        server.process.stdout.close()
 
 
 @pytest.fixture(scope="session")

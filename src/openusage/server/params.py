@@ -106,7 +106,9 @@ def parse_query(endpoint: Endpoint, items: Sequence[tuple[str, str]], *, max_arr
             param="end_time",
         )
 
-    width = _scalar(items, "bucket_width") or endpoint.default_width
+    width = _scalar(items, "bucket_width")
+    if width is None:
+        width = endpoint.default_width
     if width not in endpoint.limits:
         allowed = ", ".join(repr(w) for w in endpoint.widths)
         raise bad_request(

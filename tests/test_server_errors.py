@@ -1,0 +1,166 @@
+"""SPEC §6: every error the read endpoints answer, in one envelope."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+
+from .conftest import DAY, Server, start_server, stop_server
+
+DATA = Path(__file__).parent / "data"
+OFFICIAL = json.loads((DATA / "openai-usage-openapi.json").read_text())
+ERROR_SCHEMA = {
+    **OFFICIAL["components"]["schemas"]["ErrorResponse"],
+    "components": OFFICIAL["components"],
+}
+COMPLETIONS = "/organization/usage/completions"
+
+
+def check_error(response: httpx.Response, status: int, param: str | None, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    jsonschema.validate(body, ERROR_SCHEMA)
+    error: dict[str, Any] = body["error"]
+    assert error["param"] == param
+    assert error["code"] == code
+    assert error["message"] and "Traceback" not in error["message"]
+    return error
+
+
+def test_missing_key_is_401(server: Server) -> None:
+    response = httpx.get(f"{server.api}{COMPLETIONS}", params={"start_time": 1})
+    error = check_error(response, 401, None, "invalid_api_key")
+    assert error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "bearer  x y", "sk-admin-nope", "Bearer sk-admin-unknown"])
+def test_bad_or_unknown_key_is_401_and_never_echoed(server: Server, header: str) -> None:
+    response = httpx.get(
+        f"{server.api}{COMPLETIONS}", params={"start_time": 1}, headers={"Authorization": header}
+    )
+    error = check_error(response, 401, None, "invalid_api_key")
+    assert "unknown" not in error["message"] and "nope" not in error["message"]
+
+
+def test_ingest_only_key_cannot_read(server: Server) -> None:
+    made = server.cli("keys", "create", "--scope", "ingest")
+    assert made.returncode == 0, made.stderr
+    ingest_key = made.stdout.strip()
+    response = server.get(COMPLETIONS, {"start_time": server.window(1)}, key=ingest_key)
+    error = check_error(response, 403, None)
+    assert error["message"] == (
+        "You have insufficient permissions for this operation. Missing scopes: api.usage.read."
+    )
+
+
+BAD_PARAMETERS = [
+    ({}, "start_time"),
+    ({"start_time": "yesterday"}, "start_time"),
+    ({"start_time": "1.5"}, "start_time"),
+    ({"start_time": "-5"}, "start_time"),
+    ({"start_time": str(10**20)}, "start_time"),
+    ({"start_time": ["1", "2"]}, "start_time"),
+    ({"start_time": 1_600_000_000, "end_time": 1_600_000_000}, "end_time"),
+    ({"start_time": 1_600_000_000, "end_time": 1_500_000_000}, "end_time"),
+    ({"start_time": 1_600_000_000, "end_time": "soon"}, "end_time"),
+    ({"start_time": 1_600_000_000, "bucket_width": "1w"}, "bucket_width"),
+    ({"start_time": 1_600_000_000, "bucket_width": ""}, "bucket_width"),
+    ({"start_time": 1_600_000_000, "limit": 0}, "limit"),
+    ({"start_time": 1_600_000_000, "limit": 32}, "limit"),
+    ({"start_time": 1_600_000_000, "limit": "ten"}, "limit"),
+    ({"start_time": 1_600_000_000, "bucket_width": "1h", "limit": 169}, "limit"),
+    ({"start_time": 1_600_000_000, "bucket_width": "1m", "limit": 1441}, "limit"),
+    ({"start_time": 1_600_000_000, "group_by": "size"}, "group_by"),
+    ({"start_time": 1_600_000_000, "group_by": ["model", "colour"]}, "group_by"),
+    ({"start_time": 1_600_000_000, "batch": "yes"}, "batch"),
+    ({"start_time": 1_600_000_000, "models": "m" * 300}, "models"),
+    ({"start_time": 1_600_000_000, "page": "page_garbage"}, "page"),
+    ({"start_time": 1_600_000_000, "page": "not-a-cursor"}, "page"),
+]
+
+
+@pytest.mark.parametrize(("params", "param"), BAD_PARAMETERS, ids=[f"{p}-{i}" for i, (_, p) in enumerate(BAD_PARAMETERS)])
+def test_bad_parameter_is_400_naming_it(server: Server, params: dict[str, Any], param: str) -> None:
+    error = check_error(server.get(COMPLETIONS, params), 400, param)
+    assert error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "param"),
+    [
+        ("/organization/usage/images", {"sources": "image.upscale"}, "sources"),
+        ("/organization/usage/images", {"sizes": "9x9"}, "sizes"),
+        ("/organization/usage/web_search_calls", {"context_levels": "max"}, "context_levels"),
+        ("/organization/usage/vector_stores", {"group_by": "model"}, "group_by"),
+        ("/organization/usage/embeddings", {"group_by": "batch"}, "group_by"),
+        ("/organization/usage/code_interpreter_sessions", {"group_by": "user_id"}, "group_by"),
+    ],
+)
+def test_values_an_endpoint_does_not_support_are_400(
+    server: Server, path: str, params: dict[str, Any], param: str
+) -> None:
+    check_error(server.get(path, {"start_time": 1_600_000_000, **params}), 400, param)
+
+
+def test_thousands_of_filter_values_are_refused_clearly(server: Server) -> None:
+    response = server.get(COMPLETIONS, [("start_time", "1600000000"), *(("models", f"m{i}") for i in range(5000))])
+    check_error(response, 400, "models")
+
+
+def test_unknown_parameters_are_ignored(server: Server) -> None:
+    day0 = server.window(1)
+    response = server.get(COMPLETIONS, {"start_time": day0, "end_time": day0 + DAY, "colour": "blue", "models[0]": "x"})
+    assert response.status_code == 200
+
+
+def test_cursor_from_another_query_or_altered_is_400(server: Server) -> None:
+    day0 = server.window(5)
+    params = {"start_time": day0, "end_time": day0 + 5 * DAY, "limit": 2}
+    cursor = server.page(COMPLETIONS, params)["next_page"]
+    assert cursor
+    # Same cursor, other parameters.
+    for changed in (
+        {"start_time": day0 + 1},
+        {"end_time": day0 + 4 * DAY},
+        {"group_by": "model"},
+        {"models": "x"},
+    ):
+        check_error(server.get(COMPLETIONS, {**params, **changed, "page": cursor}), 400, "page")
+    check_error(server.get("/organization/usage/embeddings", {**params, "page": cursor}), 400, "page")
+    # One character changed anywhere in the cursor.
+    for index in (5, len(cursor) // 2, len(cursor) - 3):
+        flipped = cursor[:index] + ("A" if cursor[index] != "A" else "B") + cursor[index + 1 :]
+        check_error(server.get(COMPLETIONS, {**params, "page": flipped}), 400, "page")
+    # The untouched cursor still works, and the page size may change between pages.
+    assert server.get(COMPLETIONS, {**params, "limit": 1, "page": cursor}).status_code == 200
+
+
+def test_unknown_path_and_method_use_the_envelope(server: Server) -> None:
+    with server.client() as c:
+        check_error(c.get("/organization/usage/nothing"), 404, None)
+        check_error(c.post(COMPLETIONS), 405, None)
+
+
+@pytest.fixture(scope="module")
+def year_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with the default look-back of one year, like OpenAI."""
+    running = start_server(tmp_path_factory.mktemp("lookback"))
+    yield running
+    stop_server(running)
+
+
+def test_start_older_than_the_lookback_is_refused(year_server: Server) -> None:
+    now = int(time.time())
+    error = check_error(
+        year_server.get(COMPLETIONS, {"start_time": now - 400 * DAY}), 400, "start_time", "reporting_lookback_exceeded"
+    )
+    assert error["message"].startswith("Usage and cost data are available for the past year.")
+    assert year_server.get(COMPLETIONS, {"start_time": now - 300 * DAY}).status_code == 200
