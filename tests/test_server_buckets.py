@@ -64,7 +64,15 @@ def test_without_group_by_every_dimension_is_null_and_every_metric_present(serve
     day0 = server.window(1)
     server.ingest_ok(
         [
-            event("completions", day0 + 10, project_id="p1", model="m1", batch=True, input_tokens=100, output_tokens=10),
+            event(
+                "completions",
+                day0 + 10,
+                project_id="p1",
+                model="m1",
+                batch=True,
+                input_tokens=100,
+                output_tokens=10,
+            ),
             event("completions", day0 + 20, project_id="p2", model="m2", input_tokens=50, output_tokens=5),
         ]
     )
@@ -78,7 +86,9 @@ def test_without_group_by_every_dimension_is_null_and_every_metric_present(serve
     assert result["input_audio_tokens"] == 0
 
 
-def test_group_by_makes_one_result_per_combination_and_absent_dimensions_form_a_null_group(server: Server) -> None:
+def test_group_by_makes_one_result_per_combination_and_absent_dimensions_form_a_null_group(
+    server: Server,
+) -> None:
     day0 = server.window(1)
     server.ingest_ok(
         [
@@ -92,7 +102,9 @@ def test_group_by_makes_one_result_per_combination_and_absent_dimensions_form_a_
     page = server.page(
         COMPLETIONS, {"start_time": day0, "end_time": day0 + DAY, "group_by": ["project_id", "model"]}
     )
-    rows = [(r["project_id"], r["model"], r["input_tokens"], r["user_id"]) for r in page["data"][0]["results"]]
+    rows = [
+        (r["project_id"], r["model"], r["input_tokens"], r["user_id"]) for r in page["data"][0]["results"]
+    ]
     # Ordered by the grouped fields, nulls first; fields not grouped stay null.
     assert rows == [
         (None, "m1", 8, None),
@@ -137,8 +149,24 @@ def test_filters_restrict_and_batch_filter_takes_true_or_false(server: Server) -
     day0 = server.window(1)
     server.ingest_ok(
         [
-            event("completions", day0 + 1, user_id="u1", api_key_id="k1", batch=True, input_tokens=1, output_tokens=0),
-            event("completions", day0 + 2, user_id="u2", api_key_id="k1", batch=False, input_tokens=2, output_tokens=0),
+            event(
+                "completions",
+                day0 + 1,
+                user_id="u1",
+                api_key_id="k1",
+                batch=True,
+                input_tokens=1,
+                output_tokens=0,
+            ),
+            event(
+                "completions",
+                day0 + 2,
+                user_id="u2",
+                api_key_id="k1",
+                batch=False,
+                input_tokens=2,
+                output_tokens=0,
+            ),
             event("completions", day0 + 3, user_id="u2", api_key_id="k2", input_tokens=4, output_tokens=0),
         ]
     )
@@ -163,7 +191,9 @@ def test_images_web_search_and_file_search_dimensions(server: Server) -> None:
         [
             event("images", day0 + 1, size="1024x1024", source="image.generation", images=2),
             event("images", day0 + 2, size="1024x1024", source="image.edit", images=1),
-            event("images", day0 + 3, size="256x256", source="image.generation", images=4, num_model_requests=2),
+            event(
+                "images", day0 + 3, size="256x256", source="image.generation", images=4, num_model_requests=2
+            ),
             event("web_search_calls", day0 + 4, context_level="low", num_requests=3),
             event("web_search_calls", day0 + 5, context_level="high"),
             event("file_search_calls", day0 + 6, vector_store_id="vs_a", num_requests=2),
@@ -177,7 +207,9 @@ def test_images_web_search_and_file_search_dimensions(server: Server) -> None:
         ("image.generation", 2, None),
     ]
     web = server.page("/organization/usage/web_search_calls", {**base, "group_by": "context_level"})
-    assert [(r["context_level"], r["num_requests"], r["num_model_requests"]) for r in web["data"][0]["results"]] == [
+    assert [
+        (r["context_level"], r["num_requests"], r["num_model_requests"]) for r in web["data"][0]["results"]
+    ] == [
         ("high", 1, 1),
         ("low", 3, 1),
     ]

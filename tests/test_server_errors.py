@@ -23,7 +23,9 @@ ERROR_SCHEMA = {
 COMPLETIONS = "/organization/usage/completions"
 
 
-def check_error(response: httpx.Response, status: int, param: str | None, code: str | None = None) -> dict[str, Any]:
+def check_error(
+    response: httpx.Response, status: int, param: str | None, code: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body: dict[str, Any] = response.json()
@@ -41,7 +43,9 @@ def test_missing_key_is_401(server: Server) -> None:
     assert error["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "bearer  x y", "sk-admin-nope", "Bearer sk-admin-unknown"])
+@pytest.mark.parametrize(
+    "header", ["Basic abc", "Bearer", "bearer  x y", "sk-admin-nope", "Bearer sk-admin-unknown"]
+)
 def test_bad_or_unknown_key_is_401_and_never_echoed(server: Server, header: str) -> None:
     response = httpx.get(
         f"{server.api}{COMPLETIONS}", params={"start_time": 1}, headers={"Authorization": header}
@@ -87,7 +91,9 @@ BAD_PARAMETERS = [
 ]
 
 
-@pytest.mark.parametrize(("params", "param"), BAD_PARAMETERS, ids=[f"{p}-{i}" for i, (_, p) in enumerate(BAD_PARAMETERS)])
+@pytest.mark.parametrize(
+    ("params", "param"), BAD_PARAMETERS, ids=[f"{p}-{i}" for i, (_, p) in enumerate(BAD_PARAMETERS)]
+)
 def test_bad_parameter_is_400_naming_it(server: Server, params: dict[str, Any], param: str) -> None:
     error = check_error(server.get(COMPLETIONS, params), 400, param)
     assert error["type"] == "invalid_request_error"
@@ -111,13 +117,17 @@ def test_values_an_endpoint_does_not_support_are_400(
 
 
 def test_thousands_of_filter_values_are_refused_clearly(server: Server) -> None:
-    response = server.get(COMPLETIONS, [("start_time", "1600000000"), *(("models", f"m{i}") for i in range(5000))])
+    response = server.get(
+        COMPLETIONS, [("start_time", "1600000000"), *(("models", f"m{i}") for i in range(5000))]
+    )
     check_error(response, 400, "models")
 
 
 def test_unknown_parameters_are_ignored(server: Server) -> None:
     day0 = server.window(1)
-    response = server.get(COMPLETIONS, {"start_time": day0, "end_time": day0 + DAY, "colour": "blue", "models[0]": "x"})
+    response = server.get(
+        COMPLETIONS, {"start_time": day0, "end_time": day0 + DAY, "colour": "blue", "models[0]": "x"}
+    )
     assert response.status_code == 200
 
 
@@ -160,7 +170,10 @@ def year_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_start_older_than_the_lookback_is_refused(year_server: Server) -> None:
     now = int(time.time())
     error = check_error(
-        year_server.get(COMPLETIONS, {"start_time": now - 400 * DAY}), 400, "start_time", "reporting_lookback_exceeded"
+        year_server.get(COMPLETIONS, {"start_time": now - 400 * DAY}),
+        400,
+        "start_time",
+        "reporting_lookback_exceeded",
     )
     assert error["message"].startswith("Usage and cost data are available for the past year.")
     assert year_server.get(COMPLETIONS, {"start_time": now - 300 * DAY}).status_code == 200

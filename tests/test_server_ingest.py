@@ -41,7 +41,9 @@ def test_ndjson_and_rfc3339_timestamps(server: Server) -> None:
         response = c.post(EVENTS, content=payload, headers={"content-type": "application/x-ndjson"})
     assert response.status_code == 200, response.text
     assert response.json()["inserted"] == 3
-    page = server.page("/organization/usage/moderations", {"start_time": day0, "end_time": day0 + DAY, "bucket_width": "1h"})
+    page = server.page(
+        "/organization/usage/moderations", {"start_time": day0, "end_time": day0 + DAY, "bucket_width": "1h"}
+    )
     assert [sum(r["input_tokens"] for r in b["results"]) for b in page["data"][:2]] == [5, 18]
 
 
@@ -49,7 +51,7 @@ def test_resending_a_batch_changes_nothing(server: Server) -> None:
     day0 = server.window(1)
     batch = [event("completions", day0 + i, input_tokens=100, output_tokens=3) for i in range(5)]
     assert server.ingest_ok(batch)["inserted"] == 5
-    again = server.ingest_ok(batch + [event("completions", day0 + 9, input_tokens=1, output_tokens=0)])
+    again = server.ingest_ok([*batch, event("completions", day0 + 9, input_tokens=1, output_tokens=0)])
     assert (again["inserted"], again["duplicates"]) == (1, 5)
     assert total(server, "completions", day0, "input_tokens") == 501
 
@@ -98,7 +100,9 @@ def test_ingest_only_key_writes_and_revoked_key_stops_at_once(server: Server) ->
     assert key not in listed.stdout  # only the redacted form is ever shown
     key_id = next(line.split("\t")[0] for line in listed.stdout.splitlines() if "gateway" in line)
     assert server.cli("keys", "revoke", key_id).returncode == 0
-    check_error(server.ingest([event("code_interpreter_sessions", day0 + 2)], key=key), 401, None, "invalid_api_key")
+    check_error(
+        server.ingest([event("code_interpreter_sessions", day0 + 2)], key=key), 401, None, "invalid_api_key"
+    )
     assert total(server, "code_interpreter_sessions", day0, "num_sessions") == 1
 
 
@@ -150,8 +154,12 @@ INVALID_EVENTS: list[tuple[dict[str, Any] | Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("bad", "field"), INVALID_EVENTS, ids=[f"{f}-{i}" for i, (_, f) in enumerate(INVALID_EVENTS)])
-def test_one_invalid_event_rejects_the_batch_and_stores_nothing(server: Server, bad: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize(
+    ("bad", "field"), INVALID_EVENTS, ids=[f"{f}-{i}" for i, (_, f) in enumerate(INVALID_EVENTS)]
+)
+def test_one_invalid_event_rejects_the_batch_and_stores_nothing(
+    server: Server, bad: dict[str, Any], field: str
+) -> None:
     day0 = server.window(1)
     good = [event("completions", day0 + i, input_tokens=1, output_tokens=1) for i in range(3)]
     invalid = {"id": f"bad-{day0}", "timestamp": day0 + 5, **bad}
@@ -177,7 +185,19 @@ def test_one_invalid_event_rejects_the_batch_and_stores_nothing(server: Server, 
         (b'["not an object"]', "application/x-ndjson", 400, "events[0]"),
         (b"id,type\n1,completions\n", "text/csv", 415, None),
     ],
-    ids=["broken", "non-utf8", "deep", "not-a-list", "empty", "no-events", "array", "ndjson-line", "ndjson-empty", "ndjson-array", "csv"],
+    ids=[
+        "broken",
+        "non-utf8",
+        "deep",
+        "not-a-list",
+        "empty",
+        "no-events",
+        "array",
+        "ndjson-line",
+        "ndjson-empty",
+        "ndjson-array",
+        "csv",
+    ],
 )
 def test_malformed_bodies_are_refused_clearly(
     server: Server, body: bytes, content_type: str, status: int, param: str | None

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .catalogue import ENDPOINTS, USAGE_ENDPOINTS, Dimension, Endpoint, Metric  # noqa: E402
-from .settings import Settings  # noqa: E402
+from .catalogue import ENDPOINTS, USAGE_ENDPOINTS, Dimension, Endpoint, Metric
+from .settings import Settings
 
 __all__ = ["ENDPOINTS", "USAGE_ENDPOINTS", "Dimension", "Endpoint", "Metric", "Settings", "__version__"]

@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,7 +22,7 @@ DB_OPTION = click.option(
 )
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(**overrides: Any) -> Settings:
     return Settings.from_env(**overrides)
 
 
@@ -57,13 +58,21 @@ def serve(db_path: Path | None, host: str | None, port: int | None, lookback_day
         click.echo(f"\n    {secret}\n")
     base = f"http://{settings.host}:{settings.port}/v1"
     click.echo(f"Usage API on {base}  (database {settings.db_path})")
-    click.echo(f'Try: curl -H "Authorization: Bearer $KEY" "{base}/organization/usage/completions?start_time={int(time.time()) - 7 * 86400}&group_by=model"')
-    uvicorn.run(create_app(settings, keyring=keyring), host=settings.host, port=settings.port, log_level="info")
+    week_ago = int(time.time()) - 7 * 86400
+    click.echo(
+        f'Try: curl -H "Authorization: Bearer $KEY" '
+        f'"{base}/organization/usage/completions?start_time={week_ago}&group_by=model"'
+    )
+    uvicorn.run(
+        create_app(settings, keyring=keyring), host=settings.host, port=settings.port, log_level="info"
+    )
 
 
 @main.command()
 @DB_OPTION
-@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Days of history to make.")
+@click.option(
+    "--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Days of history to make."
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the generator.")
 @click.option("--scale", type=float, default=1.0, show_default=True, help="Multiply the traffic by this.")
 def demo(db_path: Path | None, days: int, seed: int, scale: float) -> None:
@@ -97,7 +106,13 @@ def keys() -> None:
 
 @keys.command("create")
 @DB_OPTION
-@click.option("--scope", type=click.Choice(SCOPES), default="admin", show_default=True, help="admin reads and ingests; ingest only ingests.")
+@click.option(
+    "--scope",
+    type=click.Choice(SCOPES),
+    default="admin",
+    show_default=True,
+    help="admin reads and ingests; ingest only ingests.",
+)
 @click.option("--name", default="", help="A name to recognise the key by.")
 def keys_create(db_path: Path | None, scope: str, name: str) -> None:
     """Make a key and print its secret, once."""

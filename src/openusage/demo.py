@@ -52,7 +52,9 @@ class Project:
 
 
 def _token(rng: random.Random, n: int) -> str:
-    return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
+    return "".join(
+        rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n)
+    )
 
 
 def make_projects(seed: int = 7) -> list[Project]:
@@ -117,19 +119,39 @@ def _completion(rng: random.Random, model: str) -> dict[str, Any]:
 
 
 def _usage_event(rng: random.Random, kind: str, project: Project) -> dict[str, Any]:
-    who = {"project_id": project.id, "user_id": rng.choice(project.users), "api_key_id": rng.choice(project.keys)}
+    who = {
+        "project_id": project.id,
+        "user_id": rng.choice(project.users),
+        "api_key_id": rng.choice(project.keys),
+    }
     if kind == "completions":
         return who | _completion(rng, _pick(rng, COMPLETION_MODELS))
     if kind == "embeddings":
         model = rng.choice(["text-embedding-3-small", "text-embedding-3-small", "text-embedding-3-large"])
         return who | {"model": model, "input_tokens": int(rng.lognormvariate(math.log(2000), 1.0)) + 1}
     if kind == "moderations":
-        return who | {"model": "omni-moderation-latest", "input_tokens": int(rng.lognormvariate(math.log(300), 0.8)) + 1}
+        return who | {
+            "model": "omni-moderation-latest",
+            "input_tokens": int(rng.lognormvariate(math.log(300), 0.8)) + 1,
+        }
     if kind == "images":
         model = rng.choice(["gpt-image-1", "gpt-image-1", "dall-e-3"])
-        sizes = ["1024x1024", "1024x1536", "1536x1024"] if model == "gpt-image-1" else ["1024x1024", "1024x1792", "1792x1024"]
-        source = "image.generation" if model == "dall-e-3" else rng.choice(["image.generation", "image.generation", "image.edit"])
-        return who | {"model": model, "size": rng.choice(sizes), "source": source, "images": rng.choice([1, 1, 1, 2, 4])}
+        sizes = (
+            ["1024x1024", "1024x1536", "1536x1024"]
+            if model == "gpt-image-1"
+            else ["1024x1024", "1024x1792", "1792x1024"]
+        )
+        source = (
+            "image.generation"
+            if model == "dall-e-3"
+            else rng.choice(["image.generation", "image.generation", "image.edit"])
+        )
+        return who | {
+            "model": model,
+            "size": rng.choice(sizes),
+            "source": source,
+            "images": rng.choice([1, 1, 1, 2, 4]),
+        }
     if kind == "audio_speeches":
         return who | {"model": rng.choice(["gpt-4o-mini-tts", "tts-1"]), "characters": rng.randint(80, 4000)}
     if kind == "audio_transcriptions":
@@ -137,7 +159,10 @@ def _usage_event(rng: random.Random, kind: str, project: Project) -> dict[str, A
     if kind == "code_interpreter_sessions":
         return {"project_id": project.id, "num_sessions": 1}
     if kind == "file_search_calls":
-        return who | {"vector_store_id": rng.choice(project.vector_stores), "num_requests": rng.choice([1, 1, 2])}
+        return who | {
+            "vector_store_id": rng.choice(project.vector_stores),
+            "num_requests": rng.choice([1, 1, 2]),
+        }
     if kind == "web_search_calls":
         return who | {
             "model": rng.choice(["gpt-5", "gpt-5-mini", "gpt-4.1"]),
@@ -162,7 +187,9 @@ def demo_events(start: int, end: int, *, seed: int = 7, scale: float = 1.0) -> I
                 if not start <= ts < end:
                     continue
                 project = rng.choices(projects, weights=weights)[0]
-                yield {"id": f"demo-{kind}-{hour}-{n}", "type": kind, "timestamp": ts} | _usage_event(rng, kind, project)
+                yield {"id": f"demo-{kind}-{hour}-{n}", "type": kind, "timestamp": ts} | _usage_event(
+                    rng, kind, project
+                )
         if hour % (6 * HOUR) == 0:
             # Vector stores report their size every six hours, and grow on the whole.
             for project in projects:

@@ -100,7 +100,8 @@ class Keyring:
         )
         with self._connect() as db:
             db.execute(
-                "INSERT INTO api_keys (id, name, scope, hash, redacted, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_keys (id, name, scope, hash, redacted, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (key.id, key.name, key.scope, _hash(secret), key.redacted, key.created_at),
             )
         return key, secret
@@ -108,7 +109,8 @@ class Keyring:
     def list(self) -> list[ApiKey]:
         with self._connect() as db:
             rows = db.execute(
-                "SELECT id, name, scope, redacted, created_at, revoked_at FROM api_keys ORDER BY created_at, id"
+                "SELECT id, name, scope, redacted, created_at, revoked_at FROM api_keys "
+                "ORDER BY created_at, id"
             ).fetchall()
         return [ApiKey(*row) for row in rows]
 
@@ -142,7 +144,8 @@ class Keyring:
         """The server's secret for cursors: made once, kept so cursors survive a restart."""
         with self._connect() as db:
             db.execute(
-                "INSERT OR IGNORE INTO meta (name, value) VALUES ('cursor_secret', ?)", (secrets.token_bytes(32),)
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('cursor_secret', ?)",
+                (secrets.token_bytes(32),),
             )
             (value,) = db.execute("SELECT value FROM meta WHERE name = 'cursor_secret'").fetchone()
         return bytes(value)

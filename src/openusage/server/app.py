@@ -118,10 +118,14 @@ def decode_events(body: bytes, content_type: str, max_events: int) -> list[Any]:
             try:
                 events.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
-                raise bad_request(f"Event {index} (line {index + 1}) is not valid JSON: {exc}.", param=f"events[{index}]") from None
+                raise bad_request(
+                    f"Event {index} (line {index + 1}) is not valid JSON: {exc}.", param=f"events[{index}]"
+                ) from None
         return events
     if media not in ("", "application/json"):
-        raise ApiError(415, f"Unsupported content type {media!r}: send application/json or application/x-ndjson.")
+        raise ApiError(
+            415, f"Unsupported content type {media!r}: send application/json or application/x-ndjson."
+        )
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -155,9 +159,16 @@ def create_app(
     def read_endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
             auth.require(request, READ)
-            query = parse_query(endpoint, request.query_params.multi_items(), max_array_values=settings.max_array_values)
+            query = parse_query(
+                endpoint, request.query_params.multi_items(), max_array_values=settings.max_array_values
+            )
             page = await run_in_threadpool(
-                build_page, query, aggregate=state["store"].aggregate, signer=signer, now=int(clock()), limits=limits
+                build_page,
+                query,
+                aggregate=state["store"].aggregate,
+                signer=signer,
+                now=int(clock()),
+                limits=limits,
             )
             return json_response(page)
 
@@ -167,7 +178,9 @@ def create_app(
         auth.require(request, WRITE)
         body = await read_body(request, settings.max_body_bytes)
         events = decode_events(body, request.headers.get("content-type", ""), settings.max_batch_events)
-        rows = parse_events(events, EventRules(now=int(clock()), max_future_seconds=settings.max_future_seconds))
+        rows = parse_events(
+            events, EventRules(now=int(clock()), max_future_seconds=settings.max_future_seconds)
+        )
         result = await run_in_threadpool(state["store"].append, rows)
         return json_response(
             {

@@ -111,7 +111,12 @@ def _completions_identities(m: dict[str, int], given: set[str]) -> None:
 
     derive("input_uncached_tokens", "input_tokens", "input_cached_tokens", "input_cache_write_tokens")
     derive("input_text_tokens", "input_tokens", "input_audio_tokens", "input_image_tokens")
-    derive("input_cached_text_tokens", "input_cached_tokens", "input_cached_audio_tokens", "input_cached_image_tokens")
+    derive(
+        "input_cached_text_tokens",
+        "input_cached_tokens",
+        "input_cached_audio_tokens",
+        "input_cached_image_tokens",
+    )
     derive("output_text_tokens", "output_tokens", "output_audio_tokens", "output_image_tokens")
 
 

@@ -39,7 +39,9 @@ def _result_schema(endpoint: Endpoint) -> dict[str, Any]:
             "required": ["value", "currency"],
         }
         properties["quantity"] = {"anyOf": [{"type": "number"}, {"type": "null"}]}
-        properties["quantity_unit"] = {"anyOf": [{"type": "string", "enum": list(QUANTITY_UNITS)}, {"type": "null"}]}
+        properties["quantity_unit"] = {
+            "anyOf": [{"type": "string", "enum": list(QUANTITY_UNITS)}, {"type": "null"}]
+        }
     for m in endpoint.metrics:
         properties[m.name] = {"type": "integer", "minimum": 0}
     for d in endpoint.result_dimensions:
@@ -75,11 +77,18 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
         if d.type == "boolean":
             params.append({"name": name, "in": "query", "required": False, "schema": {"type": "boolean"}})
         else:
-            params.append(_array_parameter(name, f"Return only results with these {d.name} values.", d.values))
+            params.append(
+                _array_parameter(name, f"Return only results with these {d.name} values.", d.values)
+            )
     params.append(_array_parameter("group_by", "Group the results by these fields.", endpoint.group_fields))
     maximum = max(limit.maximum for limit in endpoint.limits.values())
     params.append(
-        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": maximum}}
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": maximum},
+        }
     )
     params.append({"name": "page", "in": "query", "required": False, "schema": {"type": "string"}})
     return params
@@ -111,7 +120,10 @@ def openapi_document(*, with_costs: bool = True) -> dict[str, Any]:
             "object": {"type": "string", "enum": ["bucket"]},
             "start_time": {"type": "integer"},
             "end_time": {"type": "integer"},
-            "results": {"type": "array", "items": {"oneOf": [{"$ref": f"#/components/schemas/{e.schema_name}"} for e in endpoints]}},
+            "results": {
+                "type": "array",
+                "items": {"oneOf": [{"$ref": f"#/components/schemas/{e.schema_name}"} for e in endpoints]},
+            },
         },
         "required": ["object", "start_time", "end_time", "results"],
     }
@@ -165,13 +177,17 @@ def openapi_document(*, with_costs: bool = True) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "One page of buckets.",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsageResponse"}}},
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/UsageResponse"}}
+                        },
                     },
                     **error_responses,
                 },
             }
         }
-    event_refs = [{"$ref": f"#/components/schemas/{e.schema_name.removesuffix('Result')}Event"} for e in USAGE_ENDPOINTS]
+    event_refs = [
+        {"$ref": f"#/components/schemas/{e.schema_name.removesuffix('Result')}Event"} for e in USAGE_ENDPOINTS
+    ]
     paths["/organization/usage/events"] = {
         "post": {
             "operationId": "usage-events-ingest",
@@ -183,7 +199,9 @@ def openapi_document(*, with_costs: bool = True) -> dict[str, Any]:
                     "application/json": {
                         "schema": {
                             "type": "object",
-                            "properties": {"events": {"type": "array", "items": {"oneOf": event_refs}, "minItems": 1}},
+                            "properties": {
+                                "events": {"type": "array", "items": {"oneOf": event_refs}, "minItems": 1}
+                            },
                             "required": ["events"],
                         }
                     }
@@ -192,7 +210,9 @@ def openapi_document(*, with_costs: bool = True) -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "The batch is stored durably.",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}
+                    },
                 },
                 "413": _ERROR,
                 "415": _ERROR,
@@ -210,7 +230,9 @@ def openapi_document(*, with_costs: bool = True) -> dict[str, Any]:
             "responses": {
                 "Error": {
                     "description": "An error.",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+                    },
                 }
             },
             "securitySchemes": {"AdminApiKeyAuth": {"type": "http", "scheme": "bearer"}},

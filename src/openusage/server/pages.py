@@ -68,7 +68,9 @@ def build_page(
     check_lookback(query, now, limits.lookback_days)
     endpoint = query.endpoint
     page_start, end = page_window(query, signer, now)
-    buckets, has_more = page_of_buckets(page_start, end, query.width, query.limit, whole_days=endpoint.is_costs)
+    buckets, has_more = page_of_buckets(
+        page_start, end, query.width, query.limit, whole_days=endpoint.is_costs
+    )
     rows = aggregate(
         Aggregation(
             kind=endpoint.name,

@@ -92,6 +92,7 @@ class DuckDBStore:
         groups = [_check_column(g) for g in query.group_by]
         metrics = [_check_column(m) for m in query.metrics]
         where, filter_params = self._filters(query)
+        params: list[Any]
         if query.gauge:
             carried = sorted({*groups, *(_check_column(f) for f in query.filters)})
             sql = self._gauge_sql(groups, metrics, where, carried)
@@ -123,7 +124,9 @@ class DuckDBStore:
     def _sum_sql(groups: list[str], metrics: list[str], where: str) -> str:
         # $1 first bucket start, $2 width, $3 kind, $4..$5 the page's time range. Buckets
         # after the first start on a width boundary; the first may start off one.
-        select = ", ".join(["greatest(ts - ts % $2, $1) AS b", *groups, *(f"sum({m})::BIGINT" for m in metrics)])
+        select = ", ".join(
+            ["greatest(ts - ts % $2, $1) AS b", *groups, *(f"sum({m})::BIGINT" for m in metrics)]
+        )
         return (
             f"SELECT {select} FROM events WHERE kind = $3 AND ts >= $4 AND ts < $5"
             f"{_number_placeholders(where, 6)} GROUP BY {', '.join(['b', *groups])}"
