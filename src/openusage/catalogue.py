@@ -93,9 +93,9 @@ class Endpoint:
 
 
 USAGE_LIMITS = {
-    "1d": WidthLimit(default=7, maximum=31),
-    "1h": WidthLimit(default=24, maximum=168),
     "1m": WidthLimit(default=60, maximum=1440),
+    "1h": WidthLimit(default=24, maximum=168),
+    "1d": WidthLimit(default=7, maximum=31),
 }
 COSTS_LIMITS = {"1d": WidthLimit(default=7, maximum=180)}
 
