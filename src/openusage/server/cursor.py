@@ -54,7 +54,7 @@ class CursorSigner:
         if not token.startswith(_PREFIX) or len(token) > 200:
             raise invalid
         try:
-            raw = base64.urlsafe_b64decode(token[len(_PREFIX) :].encode())
+            raw = base64.b64decode(token[len(_PREFIX) :].encode(), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise invalid from None
         if len(raw) != _LAYOUT.size + _MAC_BYTES:
