@@ -1,0 +1,99 @@
+"""The CLI's server commands end to end: demo data, the first key, keys while serving."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from openusage.catalogue import USAGE_ENDPOINTS
+
+from .conftest import DAY, Server, start_server, stop_server
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openusage", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("demo")
+    made = run_cli("demo", "--db", str(tmp / "usage.duckdb"), "--days", "14")
+    assert made.returncode == 0, made.stderr
+    assert re.match(r"\d+ events stored", made.stdout)
+    running = start_server(tmp)
+    yield running
+    stop_server(running)
+
+
+def test_demo_fills_every_endpoint(demo_server: Server) -> None:
+    start = int(time.time()) - 14 * DAY
+    for endpoint in USAGE_ENDPOINTS:
+        buckets = demo_server.walk(endpoint.path, {"start_time": start, "limit": 31})
+        non_empty = [b for b in buckets if b["results"]]
+        assert len(non_empty) >= 12, endpoint.name
+
+
+def test_demo_usage_looks_like_real_usage(demo_server: Server) -> None:
+    start = int(time.time()) - 14 * DAY
+    path = "/organization/usage/completions"
+    grouped = demo_server.walk(
+        path, {"start_time": start, "group_by": ["project_id", "model", "batch", "service_tier"]}
+    )
+    results = [r for b in grouped for r in b["results"]]
+    assert len({r["project_id"] for r in results}) >= 3
+    assert len({r["model"] for r in results}) >= 5
+    assert {r["batch"] for r in results} == {True, False}
+    assert {"default", "flex", "priority"} <= {r["service_tier"] for r in results}
+    totals = Counter[str]()
+    for r in results:
+        totals.update(
+            {k: r[k] for k in ("input_tokens", "input_cached_tokens", "output_tokens", "num_model_requests")}
+        )
+    assert 0.1 < totals["input_cached_tokens"] / totals["input_tokens"] < 0.8
+    assert 500 < totals["input_tokens"] / totals["num_model_requests"] < 20_000
+    # The working day shows: afternoons (UTC) are busier than nights.
+    hourly = demo_server.walk(path, {"start_time": start, "bucket_width": "1h", "limit": 168})
+    by_hour = Counter[int]()
+    for bucket in hourly:
+        by_hour[bucket["start_time"] % DAY // 3600] += sum(r["num_model_requests"] for r in bucket["results"])
+    assert by_hour[16] > 2 * by_hour[3]
+
+
+def test_demo_again_adds_only_new_hours(tmp_path: Path) -> None:
+    db = str(tmp_path / "again.duckdb")
+    first = run_cli("demo", "--db", db, "--days", "2")
+    second = run_cli("demo", "--db", db, "--days", "2")
+    stored = int(first.stdout.split()[0])
+    again = int(second.stdout.split()[0])
+    assert stored > 500 and again < stored * 0.05
+
+
+def test_serve_without_any_key_makes_an_admin_key_and_prints_it_once(tmp_path: Path) -> None:
+    running = start_server(tmp_path, env={"OPENUSAGE_ADMIN_KEY": ""})
+    try:
+        log = running.log_path.read_text()
+        keys = re.findall(r"sk-admin-[A-Za-z0-9_-]{20,}", log)
+        assert len(keys) == 1
+        assert (
+            running.get(
+                "/organization/usage/embeddings", {"start_time": int(time.time()) - DAY}, key=keys[0]
+            ).status_code
+            == 200
+        )
+        listed = running.cli("keys", "list")
+        assert keys[0] not in listed.stdout and "admin" in listed.stdout
+    finally:
+        stop_server(running)
+    # A second start finds the key and prints none.
+    again = start_server(tmp_path, env={"OPENUSAGE_ADMIN_KEY": ""})
+    stop_server(again)
+    assert "sk-admin-" not in again.log_path.read_text()
