@@ -219,29 +219,32 @@ def test_images_web_search_and_file_search_dimensions(server: Server) -> None:
 
 def test_vector_store_bytes_are_a_gauge_carried_forward(server: Server) -> None:
     day0 = server.window(4)
+    # Stored bytes carry forward for ever: this test's stores and projects are its own.
+    p1, p2, vs1, vs2 = (f"{name}-{day0}" for name in ("p1", "p2", "vs1", "vs2"))
     server.ingest_ok(
         [
-            event("vector_stores", day0 + 100, vector_store_id="vs1", project_id="p1", usage_bytes=1000),
-            event("vector_stores", day0 + 200, vector_store_id="vs1", project_id="p1", usage_bytes=1500),
-            event("vector_stores", day0 + 300, vector_store_id="vs2", project_id="p2", usage_bytes=70),
+            event("vector_stores", day0 + 100, vector_store_id=vs1, project_id=p1, usage_bytes=1000),
+            event("vector_stores", day0 + 200, vector_store_id=vs1, project_id=p1, usage_bytes=1500),
+            event("vector_stores", day0 + 300, vector_store_id=vs2, project_id=p2, usage_bytes=70),
             # Day 2: vs2 is emptied and drops out; vs1 is not reported, so carried forward.
-            event("vector_stores", day0 + 2 * DAY + 5, vector_store_id="vs2", project_id="p2", usage_bytes=0),
+            event("vector_stores", day0 + 2 * DAY + 5, vector_store_id=vs2, project_id=p2, usage_bytes=0),
         ]
     )
+    path = "/organization/usage/vector_stores"
     page = server.page(
-        "/organization/usage/vector_stores",
-        {"start_time": day0, "end_time": day0 + 4 * DAY, "group_by": "project_id"},
+        path,
+        {"start_time": day0, "end_time": day0 + 4 * DAY, "group_by": "project_id", "project_ids": [p1, p2]},
     )
     assert [[(r["project_id"], r["usage_bytes"]) for r in b["results"]] for b in page["data"]] == [
-        [("p1", 1500), ("p2", 70)],
-        [("p1", 1500), ("p2", 70)],
-        [("p1", 1500)],
-        [("p1", 1500)],
+        [(p1, 1500), (p2, 70)],
+        [(p1, 1500), (p2, 70)],
+        [(p1, 1500)],
+        [(p1, 1500)],
     ]
-    filtered = server.page(
-        "/organization/usage/vector_stores", {"start_time": day0, "end_time": day0 + DAY, "project_ids": "p2"}
-    )
+    filtered = server.page(path, {"start_time": day0, "end_time": day0 + DAY, "project_ids": p2})
     assert [r["usage_bytes"] for r in filtered["data"][0]["results"]] == [70]
+    before = server.page(path, {"start_time": day0 - DAY, "end_time": day0, "project_ids": [p1, p2]})
+    assert before["data"][0]["results"] == [], "nothing is carried backwards"
 
 
 def test_late_events_update_a_bucket_already_returned(server: Server) -> None:
