@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from starlette.testclient import TestClient
 
-from .conftest import DAY, Server, start_server, stop_server
+from .conftest import ADMIN_KEY, DAY, Server, start_server, stop_server
 
 DATA = Path(__file__).parent / "data"
 OFFICIAL = json.loads((DATA / "openai-usage-openapi.json").read_text())
@@ -177,3 +178,47 @@ def test_start_older_than_the_lookback_is_refused(year_server: Server) -> None:
     )
     assert error["message"].startswith("Usage and cost data are available for the past year.")
     assert year_server.get(COMPLETIONS, {"start_time": now - 300 * DAY}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("limited"), "--rate-limit", "3")
+    yield running
+    stop_server(running)
+
+
+def test_too_many_requests_is_429_with_retry_after_per_key(limited_server: Server) -> None:
+    params = {"start_time": int(time.time()) - DAY}
+    assert [limited_server.get(COMPLETIONS, params).status_code for _ in range(3)] == [200, 200, 200]
+    response = limited_server.get(COMPLETIONS, params)
+    error = check_error(response, 429, None, "rate_limit_exceeded")
+    assert error["type"] == "requests"
+    assert int(response.headers["retry-after"]) >= 1
+    # Another key has its own allowance.
+    other = limited_server.cli("keys", "create").stdout.strip()
+    assert limited_server.get(COMPLETIONS, params, key=other).status_code == 200
+
+
+def test_server_fault_is_500_in_the_envelope_without_a_trace(tmp_path: Path) -> None:
+    """A store that fails: the only way to make the real server fault on purpose."""
+
+    from openusage.server import create_app
+    from openusage.settings import Settings
+    from openusage.store import DuckDBStore
+
+    class BrokenStore(DuckDBStore):
+        def aggregate(self, query: Any) -> Any:
+            raise RuntimeError("disk on fire /secret/path")
+
+    store = BrokenStore(tmp_path / "broken.duckdb")
+    app = create_app(
+        Settings(db_path=tmp_path / "broken.duckdb", admin_key=ADMIN_KEY, lookback_days=None), store=store
+    )
+    with TestClient(app, base_url="http://test/v1", raise_server_exceptions=False) as c:
+        response = c.get(
+            COMPLETIONS, params={"start_time": 1}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+    error = check_error(response, 500, None)
+    assert error["type"] == "server_error"
+    assert "fire" not in response.text and "secret" not in response.text
+    store.close()

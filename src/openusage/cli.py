@@ -42,13 +42,25 @@ def main() -> None:
     default=None,
     help="How far back start_time may reach (default 365, like OpenAI); 0 turns the check off.",
 )
-def serve(db_path: Path | None, host: str | None, port: int | None, lookback_days: int | None) -> None:
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Requests a minute each key may make; beyond it the server answers 429 (default: no limit).",
+)
+def serve(
+    db_path: Path | None,
+    host: str | None,
+    port: int | None,
+    lookback_days: int | None,
+    rate_limit: int | None,
+) -> None:
     """Serve the Usage API on the embedded database."""
     import uvicorn
 
     from .server import create_app
 
-    settings = _settings(db_path=db_path, host=host, port=port)
+    settings = _settings(db_path=db_path, host=host, port=port, rate_limit_per_minute=rate_limit)
     if lookback_days is not None:
         settings = replace(settings, lookback_days=lookback_days or None)
     keyring = Keyring(settings.resolved_keyring_path)

@@ -33,6 +33,8 @@ class Settings:
     max_batch_events: int = 10_000
     #: values one array parameter (group_by, a filter) may carry
     max_array_values: int = 1_000
+    #: requests a minute each key may make (429 with Retry-After beyond); None: no limit
+    rate_limit_per_minute: int | None = None
     #: events may lie at most this far in the future (clock skew between gateways)
     max_future_seconds: int = 86_400
 

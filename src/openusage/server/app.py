@@ -29,6 +29,7 @@ from .events import EventRules, check_batch_size, events_from_body, parse_events
 from .openapi import openapi_document
 from .pages import PageLimits, build_page
 from .params import parse_query
+from .ratelimit import RateLimiter
 
 log = logging.getLogger("openusage.server")
 
@@ -63,11 +64,13 @@ class RequestIdMiddleware:
 class Authenticator:
     """Checks the bearer key of a request against the keyring and the configured admin key."""
 
-    def __init__(self, keyring: Keyring, admin_key: str | None) -> None:
+    def __init__(self, keyring: Keyring, admin_key: str | None, limiter: RateLimiter | None) -> None:
         self._keyring = keyring
         self._admin_key = admin_key
+        self._limiter = limiter
 
-    def permissions(self, request: Request) -> frozenset[str]:
+    def identify(self, request: Request) -> tuple[str, frozenset[str]]:
+        """The id and permissions of the request's key; 401 when there is none."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -79,18 +82,21 @@ class Authenticator:
                 code="invalid_api_key",
             )
         if self._admin_key is not None and hmac.compare_digest(token.encode(), self._admin_key.encode()):
-            return PERMISSIONS["admin"]
+            return "configured-admin-key", PERMISSIONS["admin"]
         key = self._keyring.find(token)
         if key is None:
             # Never echo the key: messages and logs must not carry secrets.
             raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
-        return key.permissions
+        return key.id, key.permissions
 
     def require(self, request: Request, permission: str) -> None:
-        if permission not in self.permissions(request):
+        key_id, permissions = self.identify(request)
+        if permission not in permissions:
             raise ApiError(
                 403, f"You have insufficient permissions for this operation. Missing scopes: {permission}."
             )
+        if self._limiter is not None:
+            self._limiter.check(key_id)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -142,7 +148,8 @@ def create_app(
 ) -> Starlette:
     """The server: every usage endpoint of the catalogue, ingestion, and its OpenAPI document."""
     keyring = keyring or Keyring(settings.resolved_keyring_path)
-    auth = Authenticator(keyring, settings.admin_key)
+    limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    auth = Authenticator(keyring, settings.admin_key, limiter)
     signer = CursorSigner(keyring.signing_secret())
     limits = PageLimits(lookback_days=settings.lookback_days, max_page_rows=settings.max_page_rows)
     state: dict[str, EventStore] = {}
