@@ -152,7 +152,9 @@ def create_app(
     auth = Authenticator(keyring, settings.admin_key, limiter)
     signer = CursorSigner(keyring.signing_secret())
     limits = PageLimits(lookback_days=settings.lookback_days, max_page_rows=settings.max_page_rows)
-    state: dict[str, EventStore] = {}
+    # A store given from outside is ready now, so the app also works without a lifespan
+    # (httpx's ASGI transport runs none).
+    state: dict[str, EventStore] = {} if store is None else {"store": store}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
