@@ -3,6 +3,30 @@
 __version__ = "0.1.0"
 
 from .catalogue import ENDPOINTS, USAGE_ENDPOINTS, Dimension, Endpoint, Metric
+from .client import (
+    APIStatusError,
+    AsyncUsageApi,
+    AsyncUsagePage,
+    UsageApi,
+    UsageApiError,
+    UsagePage,
+    UsageResponse,
+)
 from .settings import Settings
 
-__all__ = ["Dimension", "ENDPOINTS", "Endpoint", "Metric", "Settings", "USAGE_ENDPOINTS", "__version__"]
+__all__ = [
+    "APIStatusError",
+    "AsyncUsageApi",
+    "AsyncUsagePage",
+    "Dimension",
+    "ENDPOINTS",
+    "Endpoint",
+    "Metric",
+    "Settings",
+    "USAGE_ENDPOINTS",
+    "UsageApi",
+    "UsageApiError",
+    "UsagePage",
+    "UsageResponse",
+    "__version__",
+]

@@ -124,9 +124,7 @@ def send(
     while True:
         attempt += 1
         try:
-            response = client.get(
-                config.base_url + endpoint.path, params=params, headers=config.headers()
-            )
+            response = client.get(config.base_url + endpoint.path, params=params, headers=config.headers())
         except httpx.TransportError as exc:
             if not config.retry.should_retry(attempt, None):
                 raise transport_error(exc) from exc
