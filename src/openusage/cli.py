@@ -48,19 +48,29 @@ def main() -> None:
     default=None,
     help="Requests a minute each key may make; beyond it the server answers 429 (default: no limit).",
 )
+@click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A TOML file of prices that take precedence over the bundled price book.",
+)
 def serve(
     db_path: Path | None,
     host: str | None,
     port: int | None,
     lookback_days: int | None,
     rate_limit: int | None,
+    prices_path: Path | None,
 ) -> None:
     """Serve the Usage API on the embedded database."""
     import uvicorn
 
     from .server import create_app
 
-    settings = _settings(db_path=db_path, host=host, port=port, rate_limit_per_minute=rate_limit)
+    settings = _settings(
+        db_path=db_path, host=host, port=port, rate_limit_per_minute=rate_limit, prices_path=prices_path
+    )
     if lookback_days is not None:
         settings = replace(settings, lookback_days=lookback_days or None)
     keyring = Keyring(settings.resolved_keyring_path)

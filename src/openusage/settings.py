@@ -35,6 +35,8 @@ class Settings:
     max_array_values: int = 1_000
     #: requests a minute each key may make (429 with Retry-After beyond); None: no limit
     rate_limit_per_minute: int | None = None
+    #: a TOML file of prices that take precedence over the bundled price book
+    prices_path: Path | None = None
     #: events may lie at most this far in the future (clock skew between gateways)
     max_future_seconds: int = 86_400
 

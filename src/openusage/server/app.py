@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import orjson
@@ -19,7 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..catalogue import USAGE_ENDPOINTS, Endpoint
+from ..catalogue import ENDPOINTS, Endpoint
+from ..costs import PriceBook, cost_results
 from ..keyring import PERMISSIONS, READ, WRITE, Keyring
 from ..settings import Settings
 from ..store import DuckDBStore, EventStore
@@ -27,7 +29,7 @@ from .cursor import CursorSigner
 from .errors import ApiError, bad_request
 from .events import EventRules, check_batch_size, events_from_body, parse_events
 from .openapi import openapi_document
-from .pages import PageLimits, build_page
+from .pages import PageLimits, ResultsFor, build_page, usage_results
 from .params import parse_query
 from .ratelimit import RateLimiter
 
@@ -144,6 +146,7 @@ def create_app(
     *,
     store: EventStore | None = None,
     keyring: Keyring | None = None,
+    price_book: PriceBook | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The server: every usage endpoint of the catalogue, ingestion, and its OpenAPI document."""
@@ -151,6 +154,7 @@ def create_app(
     limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
     auth = Authenticator(keyring, settings.admin_key, limiter)
     signer = CursorSigner(keyring.signing_secret())
+    book = price_book or PriceBook.from_file(settings.prices_path)
     limits = PageLimits(lookback_days=settings.lookback_days, max_page_rows=settings.max_page_rows)
     # A store given from outside is ready now, so the app also works without a lifespan
     # (httpx's ASGI transport runs none).
@@ -171,13 +175,21 @@ def create_app(
             query = parse_query(
                 endpoint, request.query_params.multi_items(), max_array_values=settings.max_array_values
             )
+            aggregate = state["store"].aggregate
+            results_for: ResultsFor
+            if endpoint.is_costs:
+                results_for = partial(
+                    cost_results,
+                    group_by=query.group_by,
+                    filters=query.filters,
+                    aggregate=aggregate,
+                    book=book,
+                    result_object=endpoint.result_object,
+                )
+            else:
+                results_for = usage_results(query, aggregate)
             page = await run_in_threadpool(
-                build_page,
-                query,
-                aggregate=state["store"].aggregate,
-                signer=signer,
-                now=int(clock()),
-                limits=limits,
+                build_page, query, results_for=results_for, signer=signer, now=int(clock()), limits=limits
             )
             return json_response(page)
 
@@ -200,7 +212,7 @@ def create_app(
             }
         )
 
-    document = orjson.dumps(openapi_document(with_costs=False))
+    document = orjson.dumps(openapi_document())
 
     async def openapi(request: Request) -> Response:
         return Response(document, media_type="application/json")
@@ -226,7 +238,7 @@ def create_app(
         error = ApiError(500, "The server had an error while processing your request.", type="server_error")
         return json_response(error.body(), 500)
 
-    routes = [Route("/v1" + e.path, read_endpoint(e), methods=["GET"]) for e in USAGE_ENDPOINTS]
+    routes = [Route("/v1" + e.path, read_endpoint(e), methods=["GET"]) for e in ENDPOINTS]
     routes += [
         Route("/v1/organization/usage/events", ingest, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),

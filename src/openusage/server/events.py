@@ -118,6 +118,21 @@ def _completions_identities(m: dict[str, int], given: set[str]) -> None:
         "input_cached_image_tokens",
     )
     derive("output_text_tokens", "output_tokens", "output_audio_tokens", "output_image_tokens")
+    # What is cached of a modality is part of it, and what is not cached of audio and image
+    # is part of the uncached input: so costs can charge every token exactly once.
+    for cached, total in (
+        ("input_cached_audio_tokens", "input_audio_tokens"),
+        ("input_cached_image_tokens", "input_image_tokens"),
+    ):
+        if m[cached] > m[total]:
+            raise _Invalid(cached, f"'{cached}' exceeds '{total}'")
+    uncached_media = (m["input_audio_tokens"] - m["input_cached_audio_tokens"]) + (
+        m["input_image_tokens"] - m["input_cached_image_tokens"]
+    )
+    if uncached_media > m["input_uncached_tokens"]:
+        raise _Invalid(
+            "input_audio_tokens", "uncached audio and image input tokens exceed 'input_uncached_tokens'"
+        )
 
 
 def _row(event: Any, rules: EventRules) -> Row:

@@ -47,61 +47,71 @@ def page_window(query: UsageQuery, signer: CursorSigner, now: int) -> tuple[int,
     return cursor.next_start, cursor.effective_end
 
 
-def result_template(query: UsageQuery, metric_names: tuple[str, ...]) -> dict[str, Any]:
+def result_template(query: UsageQuery) -> dict[str, Any]:
     """A result with every field present: metrics at 0, dimensions null."""
     endpoint = query.endpoint
     template: dict[str, Any] = {"object": endpoint.result_object}
-    template.update(dict.fromkeys(metric_names, 0))
+    template.update(dict.fromkeys(endpoint.metric_names, 0))
     template.update(dict.fromkeys(endpoint.group_fields))
     return template
+
+
+ResultsFor = Callable[[list[tuple[int, int]]], dict[int, list[dict[str, Any]]]]
+
+
+def usage_results(query: UsageQuery, aggregate: Callable[[Aggregation], list[AggregateRow]]) -> ResultsFor:
+    """The results of a usage endpoint, per bucket start, from the store."""
+    endpoint = query.endpoint
+
+    def results_for(buckets: list[tuple[int, int]]) -> dict[int, list[dict[str, Any]]]:
+        rows = aggregate(
+            Aggregation(
+                kind=endpoint.name,
+                buckets=buckets,
+                width_seconds=WIDTH_SECONDS[query.width],
+                group_by=query.group_by,
+                filters=query.filters,
+                metrics=endpoint.metric_names,
+                gauge=endpoint.has_gauge,
+            )
+        )
+        template = result_template(query)
+        by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for start, groups, metrics in rows:
+            result = dict(template)
+            result.update(zip(endpoint.metric_names, metrics, strict=True))
+            result.update(zip(query.group_by, groups, strict=True))
+            by_bucket[start].append(result)
+        return by_bucket
+
+    return results_for
 
 
 def build_page(
     query: UsageQuery,
     *,
-    aggregate: Callable[[Aggregation], list[AggregateRow]],
+    results_for: ResultsFor,
     signer: CursorSigner,
     now: int,
     limits: PageLimits,
 ) -> dict[str, Any]:
-    """The JSON body of one page of a usage endpoint."""
+    """The JSON body of one page of a read endpoint."""
     check_lookback(query, now, limits.lookback_days)
-    endpoint = query.endpoint
     page_start, end = page_window(query, signer, now)
     buckets, has_more = page_of_buckets(
-        page_start, end, query.width, query.limit, whole_days=endpoint.is_costs
+        page_start, end, query.width, query.limit, whole_days=query.endpoint.is_costs
     )
-    rows = aggregate(
-        Aggregation(
-            kind=endpoint.name,
-            buckets=buckets,
-            width_seconds=WIDTH_SECONDS[query.width],
-            group_by=query.group_by,
-            filters=query.filters,
-            metrics=endpoint.metric_names,
-            gauge=endpoint.has_gauge,
-        )
-    )
-    by_bucket: dict[int, list[AggregateRow]] = defaultdict(list)
-    for row in rows:
-        by_bucket[row[0]].append(row)
+    by_bucket = results_for(buckets)
 
-    template = result_template(query, endpoint.metric_names)
     data: list[dict[str, Any]] = []
     row_count = 0
     for start, bucket_end in buckets:
-        bucket_rows = by_bucket.get(start, [])
+        results = by_bucket.get(start, [])
         # Stop early, at a bucket boundary, rather than send an unbounded page.
-        if data and row_count + len(bucket_rows) > limits.max_page_rows:
+        if data and row_count + len(results) > limits.max_page_rows:
             has_more = True
             break
-        row_count += len(bucket_rows)
-        results = []
-        for _, groups, metrics in bucket_rows:
-            result = dict(template)
-            result.update(zip(endpoint.metric_names, metrics, strict=True))
-            result.update(zip(query.group_by, groups, strict=True))
-            results.append(result)
+        row_count += len(results)
         data.append({"object": "bucket", "start_time": start, "end_time": bucket_end, "results": results})
 
     next_page = None
