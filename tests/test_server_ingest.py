@@ -143,6 +143,11 @@ INVALID_EVENTS: list[tuple[dict[str, Any] | Any, str]] = [
     ({**GOOD, "input_cached_tokens": 11}, "input_cached_tokens"),
     ({**GOOD, "input_uncached_tokens": 3}, "input_uncached_tokens"),
     ({**GOOD, "output_audio_tokens": 3}, "output_audio_tokens"),
+    (
+        {**GOOD, "input_audio_tokens": 5, "input_cached_tokens": 6, "input_cached_audio_tokens": 6},
+        "input_cached_audio_tokens",
+    ),
+    ({**GOOD, "input_cached_tokens": 8, "input_audio_tokens": 5}, "input_audio_tokens"),
     ({**GOOD, "input_token": 5}, "input_token"),
     ({**GOOD, "size": "1024x1024"}, "size"),
     ({**GOOD, "images": 1}, "images"),

@@ -230,6 +230,12 @@ class PriceBook:
         rule = _best(self._supplement, *args)
         return Quote(rule.usd, rule.source) if rule is not None else None
 
+    def rules_for(self, model: str) -> list[PriceRule]:
+        """The rules of the price file and of the supplement that name this model."""
+        return [
+            r for r in (*self._overrides, *self._supplement) if r.model is not None and r.model_match(model)
+        ]
+
     def _from_dataset(
         self, model: str | None, item: str, day: date, batch: bool, tier: str | None
     ) -> Quote | None:
@@ -240,10 +246,12 @@ class PriceBook:
             return None
         moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
         standard = info.get_prices(moment)
+        field, per, fallback = DATASET_FIELDS[item]
         context: dict[str, str] = {}
-        if batch:
+        # Batch and service tiers change token prices only, not those of tool calls.
+        if batch and per == MILLION:
             context["processing"] = "batch"
-        if tier not in STANDARD_TIERS:
+        if tier not in STANDARD_TIERS and per == MILLION:
             context["service_tier"] = str(tier)
         prices = info.get_prices(moment, context) if context else standard
         share = Decimal(1)
@@ -253,7 +261,6 @@ class PriceBook:
             if tier not in STANDARD_TIERS and tier not in DISCOUNTED_TIERS:
                 return None
             share = self._batch_share
-        field, per, fallback = DATASET_FIELDS[item]
         price = _field(prices, field)
         if price is None and fallback is not None:
             price = _field(prices, fallback)

@@ -1,0 +1,382 @@
+"""Costs over HTTP against figures worked out by hand, with a price file of our own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from .conftest import DAY, Server, event, start_server, stop_server
+from .test_schemas import official_validator
+
+DAY0 = 1_709_251_200  # 2024-03-01T00:00:00Z
+COSTS = "/organization/costs"
+GIB = 2**30
+
+PRICES = """
+source = "hand-computed test prices"
+
+[[price]]
+model = "m-test"
+item = "input"
+usd_per_million = 2
+[[price]]
+model = "m-test"
+item = "cached input"
+usd_per_million = 1
+[[price]]
+model = "m-test"
+item = "cache write"
+usd_per_million = 3
+[[price]]
+model = "m-test"
+item = "output"
+usd_per_million = 10
+[[price]]
+model = "m-test"
+item = "output"
+usd_per_million = 12
+from = "2024-03-03"
+[[price]]
+model = "m-test"
+item = "input"
+batch = true
+usd_per_million = 1
+[[price]]
+model = "m-test"
+item = "output"
+batch = true
+usd_per_million = 5
+[[price]]
+model = "m-test"
+item = "input"
+service_tier = "priority"
+usd_per_million = 4
+[[price]]
+model = "m-test"
+item = "output"
+service_tier = "priority"
+usd_per_million = 20
+[[price]]
+model = "m-test"
+item = "audio input"
+usd_per_million = 40
+[[price]]
+model = "m-test"
+item = "audio output"
+usd_per_million = 80
+[[price]]
+model = "m-test"
+item = "web search tool calls"
+usd = "0.01"
+[[price]]
+item = "file search tool calls"
+usd = "0.005"
+[[price]]
+item = "code interpreter sessions"
+usd = "0.05"
+[[price]]
+item = "vector store storage"
+usd = "0.2"
+[[price]]
+model = "img-test"
+item = "images"
+variant = "1024x1024"
+usd = "0.05"
+[[price]]
+model = "tts-test"
+item = "characters"
+usd = "0.00002"
+[[price]]
+model = "stt-test"
+item = "audio seconds"
+usd = "0.0001"
+"""
+
+P1 = {"project_id": "p1", "api_key_id": "k1"}
+
+
+def hand_events() -> list[dict[str, Any]]:
+    t = DAY0 + 3600
+    return [
+        event("completions", t, "c1", model="m-test", input_tokens=1_000_000,
+              input_cached_tokens=400_000, input_cache_write_tokens=100_000, output_tokens=200_000, **P1),
+        event("completions", t, "c2", model="m-test", batch=True, input_tokens=2_000_000,
+              output_tokens=1_000_000, project_id="p2", api_key_id="k1"),
+        event("completions", t, "c3", model="m-test", service_tier="priority", input_tokens=100_000,
+              output_tokens=50_000, project_id="p1", api_key_id="k2"),
+        event("completions", t, "c4", model="m-test", input_tokens=300_000, input_audio_tokens=100_000,
+              output_tokens=60_000, output_audio_tokens=10_000, project_id="p2", api_key_id="k2"),
+        event("completions", t, "c5", model="no-price-model", input_tokens=1000, output_tokens=0, **P1),
+        event("web_search_calls", t, "w1", model="m-test", num_requests=3, **P1),
+        event("file_search_calls", t, "f1", vector_store_id="vs", num_requests=4, **P1),
+        event("code_interpreter_sessions", t, "s1", num_sessions=2, project_id="p2"),
+        event("vector_stores", t, "v1", vector_store_id="vs-cost", project_id="p1",
+              usage_bytes=2 * GIB),
+        event("images", t, "i1", model="img-test", size="1024x1024", images=3,
+              project_id="p2", api_key_id="k1"),
+        event("audio_speeches", t, "a1", model="tts-test", characters=1000, **P1),
+        event("audio_transcriptions", t, "a2", model="stt-test", seconds=120, **P1),
+        # Day three: output costs $12 a million from then on.
+        event("completions", DAY0 + 2 * DAY + 60, "c6", model="m-test", input_tokens=0,
+              output_tokens=100_000, **P1),
+    ]  # fmt: skip
+
+
+# Worked out by hand: (amount, quantity, unit) per line item on day one.
+DAY_ONE_ITEMS = {
+    "m-test, input": ("1.4", 700_000, "tokens"),  # c1 500k + c4 200k text at $2/M
+    "m-test, cached input": ("0.4", 400_000, "tokens"),
+    "m-test, cache write": ("0.3", 100_000, "tokens"),
+    "m-test, output": ("2.5", 250_000, "tokens"),  # c1 200k + c4 50k text at $10/M
+    "m-test, input (batch)": ("2", 2_000_000, "tokens"),
+    "m-test, output (batch)": ("5", 1_000_000, "tokens"),
+    "m-test, input (priority)": ("0.4", 100_000, "tokens"),
+    "m-test, output (priority)": ("1", 50_000, "tokens"),
+    "m-test, audio input": ("4", 100_000, "tokens"),
+    "m-test, audio output": ("0.8", 10_000, "tokens"),
+    "no-price-model, input (unpriced)": ("0", 1000, "tokens"),
+    "web search tool calls": ("0.03", 3, "calls"),
+    "file search tool calls": ("0.02", 4, "calls"),
+    "code interpreter sessions": ("0.1", 2, "sessions"),
+    "vector store storage": ("0.4", 48, "gibibyte_hours"),
+    "img-test, images (1024x1024)": ("0.15", 3, "images"),
+    "tts-test, characters": ("0.02", 1000, "characters"),
+    "stt-test, audio seconds": ("0.012", 120, "duration_seconds"),
+}
+DAY_TOTALS = [Decimal("18.532"), Decimal("0.4"), Decimal("1.6")]
+PROJECT_TOTALS_DAY_ONE = {"p1": Decimal("5.582"), "p2": Decimal("12.95")}
+
+
+@pytest.fixture(scope="module")
+def costs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("costs")
+    prices = tmp / "prices.toml"
+    prices.write_text(PRICES)
+    running = start_server(tmp, "--lookback-days", "0", "--prices", str(prices))
+    running.ingest_ok(hand_events())
+    yield running
+    stop_server(running)
+
+
+def exact(server: Server, params: dict[str, Any]) -> dict[str, Any]:
+    """A page with every JSON number read as an exact decimal."""
+    response = server.get(COSTS, params)
+    assert response.status_code == 200, response.text
+    official_validator("UsageResponse").validate(response.json())
+    body: dict[str, Any] = json.loads(response.text, parse_float=Decimal, parse_int=Decimal)
+    return body
+
+
+def day_totals(page: dict[str, Any]) -> list[Decimal]:
+    return [sum((r["amount"]["value"] for r in b["results"]), Decimal(0)) for b in page["data"]]
+
+
+def test_every_line_item_matches_the_hand_computed_figure(costs_server: Server) -> None:
+    page = exact(costs_server, {"start_time": DAY0, "end_time": DAY0 + DAY, "group_by": "line_item"})
+    (bucket,) = page["data"]
+    got = {
+        r["line_item"]: (r["amount"]["value"], r["quantity"], r["quantity_unit"]) for r in bucket["results"]
+    }
+    assert got == {name: (Decimal(a), Decimal(q), u) for name, (a, q, u) in DAY_ONE_ITEMS.items()}
+    assert all(r["amount"]["currency"] == "usd" for r in bucket["results"])
+    assert [r["line_item"] for r in bucket["results"]] == sorted(got)
+
+
+def test_day_totals_and_a_price_change_in_the_middle_of_the_period(costs_server: Server) -> None:
+    page = exact(costs_server, {"start_time": DAY0, "end_time": DAY0 + 3 * DAY})
+    assert day_totals(page) == DAY_TOTALS
+    day_three = exact(
+        costs_server, {"start_time": DAY0 + 2 * DAY, "end_time": DAY0 + 3 * DAY, "group_by": "line_item"}
+    )
+    items = {r["line_item"]: r["amount"]["value"] for r in day_three["data"][0]["results"]}
+    assert items["m-test, output"] == Decimal("1.2")  # 100k at the new $12/M, not $10/M
+
+
+@pytest.mark.parametrize(
+    "group_by",
+    [list(c) for n in (1, 2, 3) for c in combinations(["project_id", "line_item", "api_key_id"], n)],
+    ids=lambda g: "+".join(g),
+)
+def test_every_grouping_sums_to_the_same_total_exactly(costs_server: Server, group_by: list[str]) -> None:
+    page = exact(costs_server, {"start_time": DAY0, "end_time": DAY0 + 3 * DAY, "group_by": group_by})
+    assert day_totals(page) == DAY_TOTALS
+    for bucket in page["data"]:
+        keys = [tuple(r[g] for g in group_by) for r in bucket["results"]]
+        assert len(keys) == len(set(keys))
+        for r in bucket["results"]:
+            assert (r["quantity"] is not None) == ("line_item" in group_by)
+
+
+def test_projects_and_keys_filter_and_group(costs_server: Server) -> None:
+    by_project = exact(costs_server, {"start_time": DAY0, "end_time": DAY0 + DAY, "group_by": "project_id"})
+    got = {r["project_id"]: r["amount"]["value"] for r in by_project["data"][0]["results"]}
+    assert got == PROJECT_TOTALS_DAY_ONE
+    only_p2 = exact(costs_server, {"start_time": DAY0, "end_time": DAY0 + DAY, "project_ids": "p2"})
+    assert day_totals(only_p2) == [Decimal("12.95")]
+    # Vector storage and code interpreter sessions carry no key: a key filter leaves them out.
+    k2 = exact(
+        costs_server,
+        {"start_time": DAY0, "end_time": DAY0 + DAY, "api_key_ids": "k2", "group_by": "line_item"},
+    )
+    assert {r["line_item"] for r in k2["data"][0]["results"]} == {
+        "m-test, input (priority)",
+        "m-test, output (priority)",
+        "m-test, input",
+        "m-test, output",
+        "m-test, audio input",
+        "m-test, audio output",
+    }
+    assert day_totals(k2) == [Decimal("1.4") + Decimal("5.7")]
+
+
+def test_costs_buckets_are_whole_days_and_pages_walk(costs_server: Server) -> None:
+    start = DAY0 + 17 * 3600 + 31 * 60  # mid-afternoon: the first bucket snaps to midnight
+    buckets = costs_server.walk(COSTS, {"start_time": start, "end_time": DAY0 + 2 * DAY + 5, "limit": 1})
+    assert [(b["start_time"], b["end_time"]) for b in buckets] == [
+        (DAY0, DAY0 + DAY),
+        (DAY0 + DAY, DAY0 + 2 * DAY),
+        (DAY0 + 2 * DAY, DAY0 + 3 * DAY),
+    ]
+
+
+def test_empty_days_have_no_results(costs_server: Server) -> None:
+    page = costs_server.page(COSTS, {"start_time": DAY0 - 3 * DAY, "end_time": DAY0})
+    assert [b["results"] for b in page["data"]] == [[], [], []]
+
+
+def test_costs_parameters_are_checked(costs_server: Server) -> None:
+    for params, param in (
+        ({"bucket_width": "1h"}, "bucket_width"),
+        ({"limit": 181}, "limit"),
+        ({"group_by": "model"}, "group_by"),
+        ({"group_by": "user_id"}, "group_by"),
+    ):
+        response = costs_server.get(COSTS, {"start_time": DAY0, **params})
+        assert response.status_code == 400 and response.json()["error"]["param"] == param
+    assert costs_server.get(COSTS, {"start_time": DAY0, "limit": 180}).status_code == 200
+
+
+def test_the_official_client_parses_every_grouping(costs_server: Server) -> None:
+    with openai.OpenAI(
+        admin_api_key=costs_server.admin_key,
+        api_key="x",
+        base_url=costs_server.api,
+        _strict_response_validation=True,
+    ) as client:
+        for n in (0, 1, 2, 3):
+            for group_by in combinations(["project_id", "line_item", "api_key_id"], n):
+                page = client.admin.organization.usage.costs(
+                    start_time=DAY0,
+                    end_time=DAY0 + 3 * DAY,
+                    group_by=list(group_by),  # type: ignore[arg-type]
+                )
+                total = sum(Decimal(str(r.amount.value)) for b in page.data for r in b.results if r.amount)
+                assert total == sum(DAY_TOTALS), group_by
+
+
+def test_the_default_price_book_prices_real_models(server: Server) -> None:
+    """No price file: the bundled dataset and supplement price the demo's models."""
+    day0 = server.window(1)
+    server.ingest_ok(
+        [
+            event(
+                "completions", day0 + 5, model="gpt-4o-2024-08-06", input_tokens=1_000_000, output_tokens=0
+            ),
+            event(
+                "completions", day0 + 6, model="gpt-4o", batch=True, input_tokens=1_000_000, output_tokens=0
+            ),
+            event("moderations", day0 + 7, model="omni-moderation-latest", input_tokens=5000),
+            event("code_interpreter_sessions", day0 + 8, num_sessions=1),
+        ]
+    )
+    page = server.page(COSTS, {"start_time": day0, "end_time": day0 + DAY, "group_by": "line_item"})
+    items = {r["line_item"]: r["amount"]["value"] for r in page["data"][0]["results"]}
+    assert items["gpt-4o-2024-08-06, input"] == pytest.approx(2.5)
+    assert items["gpt-4o, input (batch)"] == pytest.approx(1.25)
+    assert items["omni-moderation-latest, input"] == 0
+    assert items["code interpreter sessions"] == pytest.approx(0.03)
+
+
+def test_prices_file_errors_are_clear(tmp_path: Path) -> None:
+    from openusage.costs import PriceBook, PriceFileError
+
+    for text, message in (
+        ("[[price]]\nusd = 1\n", "'item' is required"),
+        ('[[price]]\nitem = "input"\n', "exactly one of"),
+        ('[[price]]\nitem = "input"\nusd = -1\n', "non-negative"),
+        ('[[price]]\nitem = "input"\nusd = 1\nfrom = "soon"\n', "not a date"),
+        ('[[price]]\nitem = "input"\nusd = 1\ncolour = "red"\n', "unknown field"),
+        ("not toml [", "not valid TOML"),
+    ):
+        path = tmp_path / "p.toml"
+        path.write_text(text)
+        with pytest.raises(PriceFileError, match=message):
+            PriceBook.from_file(path)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openusage", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_prices_check_lists_unpriced_usage_and_fails(costs_server: Server) -> None:
+    recent = int(time.time()) - 3600
+    costs_server.ingest_ok(
+        [event("embeddings", recent, "recent-unpriced", model="mystery-embedder", input_tokens=777)]
+    )
+    checked = run_cli("prices", "check", "--base-url", costs_server.api, "--days", "2",
+                      env={"OPENAI_ADMIN_KEY": costs_server.admin_key})  # fmt: skip
+    assert checked.returncode == 1, checked.stderr
+    assert "mystery-embedder, input: 777 tokens" in checked.stdout
+
+
+def test_prices_check_passes_when_everything_is_priced(tmp_path: Path) -> None:
+    running = start_server(tmp_path)
+    try:
+        recent = int(time.time()) - 3600
+        running.ingest_ok([event("completions", recent, model="gpt-4o", input_tokens=10, output_tokens=5)])
+        checked = run_cli("prices", "check", "--base-url", running.api, "--api-key", running.admin_key)
+    finally:
+        stop_server(running)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Every line item of the last 30 days has a price." in checked.stdout
+
+
+def test_prices_show_names_prices_and_sources(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(PRICES)
+    shown = run_cli("prices", "show", "m-test", "--prices", str(prices), "--day", "2024-03-04")
+    assert shown.returncode == 0, shown.stderr
+    assert "output                 standard  $12.0000 per million" in shown.stdout
+    assert "hand-computed test prices" in shown.stdout
+    bundled = run_cli("prices", "show", "gpt-4o")
+    assert "$2.5000 per million" in bundled.stdout and "genai-prices" in bundled.stdout
+    unknown = run_cli("prices", "show", "no-such-model")
+    assert unknown.returncode == 1 and "no price known" in unknown.stderr
+
+
+def test_our_client_walks_costs_pages(costs_server: Server) -> None:
+    from openusage import UsageApi
+
+    with UsageApi(costs_server.admin_key, base_url=costs_server.api) as api:
+        page = api.usage_costs(DAY0, DAY0 + 3 * DAY, group_by=["line_item"], limit=1)
+        rows = page.to_rows()
+    assert len({r["start_time"] for r in rows}) == 3
+    assert sum(Decimal(str(r["amount_value"])) for r in rows) == sum(DAY_TOTALS)
