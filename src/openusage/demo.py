@@ -110,7 +110,7 @@ def _completion(rng: random.Random, model: str) -> dict[str, Any]:
     }
     event["service_tier"] = "default" if event["batch"] else _pick(rng, SERVICE_TIERS)
     if model == "gpt-4o-audio-preview":
-        audio_in = rng.randint(0, input_tokens // 2)
+        audio_in = rng.randint(0, (input_tokens - cached) // 2)
         audio_out = rng.randint(0, output_tokens // 2)
         event.update(input_audio_tokens=audio_in, output_audio_tokens=audio_out)
     elif rng.random() < 0.1:
