@@ -19,6 +19,16 @@ def test_round_trip(end: int, start: int, query: str) -> None:
     assert SIGNER.decode(token, query) == Cursor(end, start)
 
 
+@given(index=st.integers(5, 200), char=st.sampled_from("AQgw-_Zz09"))
+def test_any_changed_character_is_refused(index: int, char: str) -> None:
+    token = SIGNER.encode(Cursor(1_795_000_000, 1_794_000_000), "q")
+    index %= len(token)
+    if index < 5 or token[index] == char:
+        return
+    with pytest.raises(ApiError):
+        SIGNER.decode(token[:index] + char + token[index + 1 :], "q")
+
+
 def test_other_query_other_secret_and_tampering_are_refused() -> None:
     token = SIGNER.encode(Cursor(100, 50), "q")
     with pytest.raises(ApiError, match="another query") as other:

@@ -57,7 +57,12 @@ class CursorSigner:
             raw = base64.b64decode(token[len(_PREFIX) :].encode(), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise invalid from None
-        if len(raw) != _LAYOUT.size + _MAC_BYTES:
+        # Only the canonical spelling: base64 leaves spare bits in its last character, and
+        # a cursor with any character changed must be refused.
+        if (
+            len(raw) != _LAYOUT.size + _MAC_BYTES
+            or base64.urlsafe_b64encode(raw).decode() != token[len(_PREFIX) :]
+        ):
             raise invalid
         payload, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
         if not hmac.compare_digest(mac, self._mac(payload)):
