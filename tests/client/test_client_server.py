@@ -150,3 +150,34 @@ def test_server_errors_surface_as_client_errors(over_socket: UsageApi) -> None:
         over_socket.usage_completions(1_600_000_000, bucket_width="1w")
     assert bad.value.param == "bucket_width" and bad.value.status_code == 400
     assert bad.value.request_id and bad.value.request_id.startswith("req_")
+
+
+def test_usage_costs_in_process_sync_and_async(
+    app_and_store: tuple[Any, DuckDBStore], in_process: UsageApi
+) -> None:
+    day0 = 1_400_025_600  # 2014-05-14, a midnight no other test here uses
+    ingest_in_process(
+        in_process,
+        [
+            {"id": f"cost-{i}", "type": "completions", "timestamp": day0 + i * DAY + 5, "model": "gpt-4o",
+             "project_id": f"p{i % 2}", "input_tokens": 1_000_000, "output_tokens": 0}
+            for i in range(4)
+        ],
+    )  # fmt: skip
+    page = in_process.usage_costs(day0, day0 + 4 * DAY, group_by=["project_id", "line_item"], limit=3)
+    assert page.has_more is True
+    sync_rows = page.to_rows()
+    assert [(r["start_time"], r["project_id"], r["line_item"]) for r in sync_rows] == [
+        (day0 + i * DAY, f"p{i % 2}", "gpt-4o, input") for i in range(4)
+    ]
+    assert all(r["amount_value"] == pytest.approx(2.5) and r["quantity"] == 1_000_000 for r in sync_rows)
+
+    async def run() -> list[dict[str, Any]]:
+        app, _ = app_and_store
+        async with AsyncUsageApi(
+            ADMIN_KEY, base_url="http://test/v1", transport=httpx.ASGITransport(app=app)
+        ) as api:
+            page = await api.usage_costs(day0, day0 + 4 * DAY, group_by=["project_id", "line_item"], limit=3)
+            return await page.to_rows()
+
+    assert asyncio.run(run()) == sync_rows
