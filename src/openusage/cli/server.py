@@ -1,40 +1,20 @@
-"""The ``openusage`` command: a thin shell over the library."""
+"""Commands that run and feed the server: serve, demo, keys."""
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 import click
 
-from .keyring import SCOPES, Keyring
-from .settings import Settings
-
-DB_OPTION = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The event database file (default: openusage.duckdb, or $OPENUSAGE_DB).",
-)
+from ..keyring import SCOPES, Keyring
+from .common import DB_OPTION
+from .common import settings as _settings
 
 
-def _settings(**overrides: Any) -> Settings:
-    return Settings.from_env(**overrides)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="openusage")
-def main() -> None:
-    """An OpenAI-compatible organization Usage & Costs API: server, data and keys."""
-
-
-@main.command()
+@click.command()
 @DB_OPTION
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
@@ -68,7 +48,7 @@ def serve(
     """Serve the Usage API on the embedded database."""
     import uvicorn
 
-    from .server import create_app
+    from ..server import create_app
 
     settings = _settings(
         db_path=db_path, host=host, port=port, rate_limit_per_minute=rate_limit, prices_path=prices_path
@@ -92,7 +72,7 @@ def serve(
     )
 
 
-@main.command()
+@click.command()
 @DB_OPTION
 @click.option(
     "--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Days of history to make."
@@ -104,9 +84,9 @@ def demo(db_path: Path | None, days: int, seed: int, scale: float) -> None:
 
     Run it while no server holds the database open.
     """
-    from .demo import demo_events
-    from .server.events import EventRules, parse_events
-    from .store import DuckDBStore
+    from ..demo import demo_events
+    from ..server.events import EventRules, parse_events
+    from ..store import DuckDBStore
 
     settings = _settings(db_path=db_path)
     now = int(time.time())
@@ -123,7 +103,7 @@ def demo(db_path: Path | None, days: int, seed: int, scale: float) -> None:
     click.echo(f"{inserted} events stored in {settings.db_path} ({duplicates} were there already).")
 
 
-@main.group()
+@click.group()
 def keys() -> None:
     """Create, list and revoke API keys (works while the server runs)."""
 
@@ -165,88 +145,3 @@ def keys_revoke(db_path: Path | None, key_id: str) -> None:
     if not keyring.revoke(key_id):
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")
-
-
-@main.group()
-def prices() -> None:
-    """Show prices, and find usage that has none."""
-
-
-@prices.command("show")
-@click.argument("model")
-@click.option(
-    "--day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="The day (default: today, UTC)."
-)
-@click.option(
-    "--prices",
-    "prices_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="A TOML file of prices that take precedence over the bundled price book.",
-)
-def prices_show(model: str, day: datetime | None, prices_path: Path | None) -> None:
-    """The price of each kind of usage of MODEL, and where it comes from."""
-    from .costs import PriceBook
-    from .costs.pricebook import DATASET_FIELDS
-
-    book = PriceBook.from_file(prices_path)
-    when = (day or datetime.now(UTC)).date()
-    found = False
-    for item, (_, per, _) in DATASET_FIELDS.items():
-        tokens = per == 1_000_000
-        for batch, tier in (
-            ((False, None), (True, None), (False, "flex"), (False, "priority"))
-            if tokens
-            else ((False, None),)
-        ):
-            quote = book.quote(model, item, when, batch=batch, service_tier=tier)
-            if quote is None:
-                continue
-            found = True
-            variant = "batch" if batch else (tier or "standard")
-            price = f"${quote.usd * 1_000_000:.4f} per million" if tokens else f"${quote.usd:.6f} each"
-            click.echo(f"{item:22s} {variant:9s} {price:26s} ({quote.source})")
-    for rule in book.rules_for(model):
-        found = True
-        item = f"{rule.item} ({rule.variant})" if rule.variant else rule.item
-        dates = f", from {rule.start}" if rule.start else ""
-        click.echo(
-            f"{item:22s} {'standard':9s} {'$' + format(rule.usd, 'f') + ' each':26s} ({rule.source}{dates})"
-        )
-    if not found:
-        raise click.ClickException(f"no price known for {model!r} on {when}: add one with --prices FILE")
-
-
-@prices.command("check")
-@click.option(
-    "--base-url", default="http://127.0.0.1:8000/v1", show_default=True, help="The Usage API to ask."
-)
-@click.option(
-    "--api-key",
-    envvar=["OPENAI_ADMIN_KEY", "OPENUSAGE_ADMIN_KEY"],
-    required=True,
-    help="An admin key (default: $OPENAI_ADMIN_KEY or $OPENUSAGE_ADMIN_KEY).",
-)
-@click.option(
-    "--days", type=click.IntRange(1, 365), default=30, show_default=True, help="How far back to look."
-)
-def prices_check(base_url: str, api_key: str, days: int) -> None:
-    """List the usage of the last DAYS days that has no price; exit 1 when there is any."""
-    from .client import UsageApi
-
-    unpriced: dict[str, tuple[float, str]] = {}
-    with UsageApi(api_key, base_url=base_url) as api:
-        page = api.usage_costs(int(time.time()) - days * 86400, group_by=["line_item"], limit=180)
-        for bucket in page:
-            for result in bucket.results:
-                if result.line_item and result.line_item.endswith("(unpriced)"):
-                    quantity, unit = unpriced.get(result.line_item, (0.0, result.quantity_unit or ""))
-                    unpriced[result.line_item] = (quantity + (result.quantity or 0), unit)
-    if not unpriced:
-        click.echo(f"Every line item of the last {days} days has a price.")
-        return
-    click.echo(f"{len(unpriced)} line items of the last {days} days have no price:")
-    for name, (quantity, unit) in sorted(unpriced.items()):
-        click.echo(f"  {name.removesuffix(' (unpriced)')}: {quantity:,.0f} {unit}")
-    click.echo("Add their prices in a TOML file and serve with --prices FILE.")
-    sys.exit(1)

@@ -1,0 +1,24 @@
+"""The ``openusage`` command: a thin shell over the library."""
+
+from __future__ import annotations
+
+import click
+
+from .ingest import ingest
+from .prices import prices
+from .query import costs, usage
+from .server import demo, keys, serve
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="openusage")
+def main() -> None:
+    """An OpenAI-compatible organization Usage & Costs API: serve it, fill it, query it."""
+
+
+for command in (serve, demo, keys, ingest, usage, costs, prices):
+    main.add_command(command)
+
+__all__ = ["main"]

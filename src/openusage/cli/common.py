@@ -1,0 +1,118 @@
+"""What the commands share: options, settings, time expressions, errors and exit codes.
+
+Exit codes scripts can rely on: 0 done; 1 done, but something was rejected or is unpriced;
+2 the command line is wrong; 3 the server refused the request (4xx); 4 the server could not
+be reached or failed (5xx).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_REJECTED = 1
+EXIT_REFUSED = 3
+EXIT_UNREACHABLE = 4
+DEFAULT_URL = "http://127.0.0.1:8000/v1"
+
+DB_OPTION = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The event database file (default: openusage.duckdb, or $OPENUSAGE_DB).",
+)
+
+
+def api_options(function: F) -> F:
+    """``--base-url`` and ``--api-key``, with the environment as fallback."""
+    function = click.option(
+        "--api-key",
+        envvar=["OPENAI_ADMIN_KEY", "OPENUSAGE_ADMIN_KEY"],
+        required=True,
+        help="An admin key (default: $OPENAI_ADMIN_KEY, then $OPENUSAGE_ADMIN_KEY).",
+    )(function)
+    function = click.option(
+        "--base-url",
+        envvar="OPENUSAGE_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        help="The Usage API to talk to: this project's server or https://api.openai.com/v1 ($OPENUSAGE_URL).",
+    )(function)
+    return function
+
+
+def settings(**overrides: Any) -> Settings:
+    return Settings.from_env(**overrides)
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(text: str, now: float | None = None) -> int:
+    """Unix seconds from what a person types: ``now``, ``7d`` (ago), ``2026-11-01``,
+    ``2026-11-01T12:00`` (UTC unless a zone is given), or unix seconds."""
+    now = time.time() if now is None else now
+    value = text.strip().lower()
+    if value == "now":
+        return int(now)
+    if value.isdigit():
+        return int(value)
+    relative = _RELATIVE.match(value)
+    if relative:
+        return int(now) - int(relative.group(1)) * _UNITS[relative.group(2)]
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a time: use now, 7d, 12h, 2026-11-01, 2026-11-01T12:00 or unix seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+class TimeParam(click.ParamType[int]):
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        return parse_time(str(value))
+
+
+TIME = TimeParam()
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """Errors of the API as one clear line each, with an exit code scripts can rely on."""
+    from ..client import APIConnectionError, APIStatusError
+
+    try:
+        yield
+    except APIStatusError as error:
+        param = f" (parameter: {error.param})" if error.param else ""
+        click.echo(f"Error: the server answered {error.status_code}: {_message(error)}{param}", err=True)
+        raise SystemExit(EXIT_REFUSED if error.status_code < 500 else EXIT_UNREACHABLE) from None
+    except APIConnectionError as error:
+        click.echo(f"Error: {error.message}", err=True)
+        raise SystemExit(EXIT_UNREACHABLE) from None
+
+
+def _message(error: Any) -> str:
+    message = str(error.message)
+    prefix = f"{error.status_code} "
+    return message[len(prefix) :] if message.startswith(prefix) else message
