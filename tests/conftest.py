@@ -88,11 +88,15 @@ class Server:
         return buckets
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """An ``openusage`` command on this server's database."""
+        return self.cli_plain(*args, "--db", str(self.db_path))
+
+    def cli_plain(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "openusage", *args, "--db", str(self.db_path)],
+            [sys.executable, "-m", "openusage", *args],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
             check=False,
         )
 

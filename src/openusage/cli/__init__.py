@@ -7,7 +7,7 @@ import click
 from .ingest import ingest
 from .prices import prices
 from .query import costs, usage
-from .server import demo, keys, serve
+from .server import backup, demo, keys, serve
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -18,7 +18,7 @@ def main() -> None:
     """An OpenAI-compatible organization Usage & Costs API: serve it, fill it, query it."""
 
 
-for command in (serve, demo, keys, ingest, usage, costs, prices):
+for command in (serve, demo, keys, ingest, usage, costs, prices, backup):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import replace
 from itertools import islice
@@ -10,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..keyring import SCOPES, Keyring
-from .common import DB_OPTION
+from .common import DB_OPTION, EXIT_REFUSED, EXIT_UNREACHABLE, api_options
 from .common import settings as _settings
 
 
@@ -49,13 +50,19 @@ def serve(
     import uvicorn
 
     from ..server import create_app
+    from ..server.logs import logging_config
+    from ..store import DuckDBStore, StoreUnavailable
 
     settings = _settings(
         db_path=db_path, host=host, port=port, rate_limit_per_minute=rate_limit, prices_path=prices_path
     )
     if lookback_days is not None:
         settings = replace(settings, lookback_days=lookback_days or None)
-    keyring = Keyring(settings.resolved_keyring_path)
+    try:
+        store = DuckDBStore(settings.db_path)
+        keyring = Keyring(settings.resolved_keyring_path)
+    except (StoreUnavailable, sqlite3.Error) as exc:
+        raise click.ClickException(f"the server cannot start: {exc}") from None
     if settings.admin_key is None and keyring.active_count() == 0:
         key, secret = keyring.create("admin", "first admin key")
         click.echo(f"No API key existed, so an admin key was made ({key.id}). It is shown this once:")
@@ -67,8 +74,14 @@ def serve(
         f'Try: curl -H "Authorization: Bearer $KEY" '
         f'"{base}/organization/usage/completions?start_time={week_ago}&group_by=model"'
     )
+    # On SIGTERM or Ctrl-C uvicorn finishes the requests in flight, the app's shutdown closes
+    # the store, and the process ends with the signal.
     uvicorn.run(
-        create_app(settings, keyring=keyring), host=settings.host, port=settings.port, log_level="info"
+        create_app(settings, keyring=keyring, store=store, close_store=True),
+        host=settings.host,
+        port=settings.port,
+        log_config=logging_config(),
+        access_log=False,
     )
 
 
@@ -86,12 +99,15 @@ def demo(db_path: Path | None, days: int, seed: int, scale: float) -> None:
     """
     from ..demo import demo_events
     from ..server.events import EventRules, parse_events
-    from ..store import DuckDBStore
+    from ..store import DuckDBStore, StoreUnavailable
 
     settings = _settings(db_path=db_path)
     now = int(time.time())
     events = demo_events(now - days * 86400, now, seed=seed, scale=scale)
-    store = DuckDBStore(settings.db_path)
+    try:
+        store = DuckDBStore(settings.db_path)
+    except StoreUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     inserted = duplicates = 0
     try:
         while chunk := list(islice(events, 5000)):
@@ -145,3 +161,40 @@ def keys_revoke(db_path: Path | None, key_id: str) -> None:
     if not keyring.revoke(key_id):
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")
+
+
+@click.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@api_options
+def backup(target: Path, base_url: str, api_key: str) -> None:
+    """Save a consistent copy of a running server's events to TARGET (a DuckDB file).
+
+    The server keeps serving and ingesting meanwhile. To restore, serve the copy:
+    openusage serve --db TARGET. Keys live apart, in the .keys.sqlite file beside the
+    database; copy it with: sqlite3 NAME.keys.sqlite ".backup KEYS-COPY".
+    """
+    import httpx
+
+    if target.exists():
+        raise click.ClickException(f"{target} exists: give a new file name")
+    partial = target.with_name(target.name + ".part")
+    url = base_url.rstrip("/") + "/admin/backup"
+    try:
+        with httpx.stream(
+            "POST", url, headers={"Authorization": f"Bearer {api_key}"}, timeout=600
+        ) as response:
+            if response.status_code != 200:
+                response.read()
+                message = response.json().get("error", {}).get("message", response.text)
+                click.echo(f"Error: the server answered {response.status_code}: {message}", err=True)
+                raise SystemExit(EXIT_REFUSED if response.status_code < 500 else EXIT_UNREACHABLE)
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+            events = response.headers.get("x-openusage-events", "?")
+    except httpx.TransportError as exc:
+        partial.unlink(missing_ok=True)
+        click.echo(f"Error: could not reach {url}: {exc}", err=True)
+        raise SystemExit(EXIT_UNREACHABLE) from None
+    partial.rename(target)
+    click.echo(f"{events} events saved to {target}")

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..catalogue import ENDPOINTS, Endpoint
 from ..costs import PriceBook, cost_results
@@ -28,6 +30,7 @@ from ..store import DuckDBStore, EventStore
 from .cursor import CursorSigner
 from .errors import ApiError, bad_request
 from .events import EventRules, check_batch_size, events_from_body, parse_events
+from .logs import RequestLogMiddleware
 from .openapi import openapi_document
 from .pages import PageLimits, ResultsFor, build_page, usage_results
 from .params import parse_query
@@ -40,27 +43,6 @@ NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-l
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
-
-
-class RequestIdMiddleware:
-    """Gives every response an ``x-request-id``, as OpenAI's do."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = "req_" + secrets.token_hex(16)
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 class Authenticator:
@@ -147,9 +129,13 @@ def create_app(
     store: EventStore | None = None,
     keyring: Keyring | None = None,
     price_book: PriceBook | None = None,
+    close_store: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
-    """The server: every usage endpoint of the catalogue, ingestion, and its OpenAPI document."""
+    """The server: every endpoint of the catalogue, ingestion, and its OpenAPI document.
+
+    A ``store`` given here stays open at shutdown unless ``close_store`` says otherwise.
+    """
     keyring = keyring or Keyring(settings.resolved_keyring_path)
     limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
     auth = Authenticator(keyring, settings.admin_key, limiter)
@@ -166,7 +152,7 @@ def create_app(
         try:
             yield
         finally:
-            if store is None:
+            if store is None or close_store:
                 state["store"].close()
 
     def read_endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -217,6 +203,25 @@ def create_app(
     async def openapi(request: Request) -> Response:
         return Response(document, media_type="application/json")
 
+    async def backup(request: Request) -> Response:
+        # Both scopes: a copy of the database is every key's data at once.
+        auth.require(request, READ)
+        auth.require(request, WRITE)
+        folder = Path(tempfile.mkdtemp(prefix="openusage-backup-"))
+        target = folder / "backup.duckdb"
+        try:
+            count = await run_in_threadpool(state["store"].backup, target)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return FileResponse(
+            target,
+            media_type="application/octet-stream",
+            filename="openusage-backup.duckdb",
+            headers={"x-openusage-events": str(count)},
+            background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+        )
+
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})
 
@@ -234,7 +239,11 @@ def create_app(
         return json_response(ApiError(exc.status_code, message).body(), exc.status_code)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"request_id": request.scope.get("state", {}).get("request_id"), "path": request.url.path},
+        )
         error = ApiError(500, "The server had an error while processing your request.", type="server_error")
         return json_response(error.body(), 500)
 
@@ -243,11 +252,12 @@ def create_app(
         Route("/v1/organization/usage/events", ingest, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/v1/admin/backup", backup, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error},
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestLogMiddleware)
     return app

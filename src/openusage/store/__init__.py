@@ -1,6 +1,6 @@
 """Event storage behind one narrow interface."""
 
-from .base import AggregateRow, Aggregation, AppendResult, EventStore
+from .base import AggregateRow, Aggregation, AppendResult, EventStore, StoreUnavailable
 from .duckdb import DuckDBStore
 
-__all__ = ["AggregateRow", "Aggregation", "AppendResult", "DuckDBStore", "EventStore"]
+__all__ = ["AggregateRow", "Aggregation", "AppendResult", "DuckDBStore", "EventStore", "StoreUnavailable"]

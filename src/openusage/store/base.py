@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..catalogue import DimensionType, all_dimensions, all_metrics
@@ -19,6 +20,10 @@ METRIC_COLUMNS: tuple[str, ...] = all_metrics()
 COLUMNS: tuple[str, ...] = ("id", "kind", "ts", *DIMENSION_COLUMNS, *METRIC_COLUMNS)
 
 Row = tuple[Any, ...]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be opened; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,10 @@ class EventStore(Protocol):
 
     def aggregate(self, query: Aggregation) -> list[AggregateRow]:
         """Rows ordered by bucket, then group values ascending with nulls first."""
+        ...
+
+    def backup(self, target: Path | str) -> int:
+        """Write a consistent copy to ``target`` while serving; the number of events copied."""
         ...
 
     def close(self) -> None: ...

@@ -22,6 +22,7 @@ from .base import (
     Aggregation,
     AppendResult,
     Row,
+    StoreUnavailable,
 )
 
 
@@ -30,6 +31,13 @@ def _schema() -> str:
     metrics = [f"{name} BIGINT NOT NULL DEFAULT 0" for name in METRIC_COLUMNS]
     columns = ["seq BIGINT NOT NULL", "id VARCHAR PRIMARY KEY", "kind VARCHAR NOT NULL", "ts BIGINT NOT NULL"]
     return f"CREATE TABLE IF NOT EXISTS events ({', '.join(columns + dims + metrics)})"
+
+
+def _why(path: str, exc: Exception) -> str:
+    text = str(exc)
+    if "lock" in text.lower():
+        return f"{path} is in use by another process (a running server?): {text.splitlines()[0]}"
+    return f"cannot open {path} as a DuckDB database: {text.splitlines()[0]}"
 
 
 def _check_column(name: str) -> str:
@@ -44,8 +52,11 @@ class DuckDBStore:
 
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
-        self._con = duckdb.connect(self._path)
-        self._con.execute(_schema())
+        try:
+            self._con = duckdb.connect(self._path)
+            self._con.execute(_schema())
+        except duckdb.Error as exc:
+            raise StoreUnavailable(_why(self._path, exc)) from exc
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._next_seq = int(self._con.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
@@ -146,6 +157,24 @@ class DuckDBStore:
             f"SELECT {', '.join(['b', *groups, 'sum(value)::BIGINT'])} FROM latest "
             f"WHERE value > 0{_number_placeholders(where, 4)} GROUP BY {', '.join(['b', *groups])}"
         )
+
+    def backup(self, target: Path | str) -> int:
+        """Write a consistent copy of the events to a new DuckDB file; the events copied.
+
+        One transaction sees one snapshot, so ingestion may go on while it runs.
+        """
+        cursor = self._con.cursor()
+        try:
+            (database,) = cursor.execute("SELECT current_database()").fetchone()  # type: ignore[misc]
+            cursor.execute("ATTACH ? AS backup_target", [str(target)])
+            try:
+                cursor.execute(f'COPY FROM DATABASE "{database}" TO backup_target')
+                (count,) = cursor.execute("SELECT count(*) FROM backup_target.events").fetchone()  # type: ignore[misc]
+            finally:
+                cursor.execute("DETACH backup_target")
+        finally:
+            cursor.close()
+        return int(count)
 
     def close(self) -> None:
         self._con.close()
