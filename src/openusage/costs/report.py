@@ -39,6 +39,8 @@ def cost_results(
             # Usage that cannot be told by key (vector storage, sessions) cannot match a
             # key filter.
             continue
+        # Always the finest rows (project, key and what prices the usage), whatever the
+        # grouping: every grouping then sums the same rounded lines, so totals agree exactly.
         groups = tuple(
             d for d in ("project_id", "api_key_id", *PRICING_DIMENSIONS[endpoint.name]) if d in dims
         )
