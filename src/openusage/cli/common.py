@@ -34,6 +34,14 @@ DB_OPTION = click.option(
     help="The event database file (default: openusage.duckdb, or $OPENUSAGE_DB).",
 )
 
+PRICES_OPTION = click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A TOML file of prices that take precedence over the bundled price book.",
+)
+
 
 def api_options(function: F) -> F:
     """``--base-url`` and ``--api-key``, with the environment as fallback."""

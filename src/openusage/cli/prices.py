@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .common import EXIT_REJECTED, api_errors, api_options
+from .common import EXIT_REJECTED, PRICES_OPTION, api_errors, api_options
 
 
 @click.group()
@@ -22,13 +22,7 @@ def prices() -> None:
 @click.option(
     "--day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="The day (default: today, UTC)."
 )
-@click.option(
-    "--prices",
-    "prices_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="A TOML file of prices that take precedence over the bundled price book.",
-)
+@PRICES_OPTION
 def prices_show(model: str, day: datetime | None, prices_path: Path | None) -> None:
     """The price of each kind of usage of MODEL, and where it comes from."""
     from ..costs import PriceBook

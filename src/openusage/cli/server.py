@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..keyring import SCOPES, Keyring
-from .common import DB_OPTION, EXIT_REFUSED, EXIT_UNREACHABLE, api_options
+from .common import DB_OPTION, EXIT_REFUSED, EXIT_UNREACHABLE, PRICES_OPTION, api_options
 from .common import settings as _settings
 
 
@@ -31,13 +31,7 @@ from .common import settings as _settings
     default=None,
     help="Requests a minute each key may make; beyond it the server answers 429 (default: no limit).",
 )
-@click.option(
-    "--prices",
-    "prices_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="A TOML file of prices that take precedence over the bundled price book.",
-)
+@PRICES_OPTION
 def serve(
     db_path: Path | None,
     host: str | None,
