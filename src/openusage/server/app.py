@@ -27,6 +27,7 @@ from ..costs import PriceBook, cost_results
 from ..keyring import PERMISSIONS, READ, WRITE, Keyring
 from ..settings import Settings
 from ..store import DuckDBStore, EventStore
+from .commits import GroupCommitter
 from .cursor import CursorSigner
 from .errors import ApiError, bad_request
 from .events import EventRules, check_batch_size, events_from_body, parse_events
@@ -142,6 +143,16 @@ def create_app(
     signer = CursorSigner(keyring.signing_secret())
     book = price_book or PriceBook.from_file(settings.prices_path)
     limits = PageLimits(lookback_days=settings.lookback_days, max_page_rows=settings.max_page_rows)
+    committers: dict[int, GroupCommitter] = {}
+
+    def committer() -> GroupCommitter:
+        """The group committer of the current store, made on first use."""
+        current = state["store"]
+        if id(current) not in committers:
+            committers.clear()
+            committers[id(current)] = GroupCommitter(current)
+        return committers[id(current)]
+
     # A store given from outside is ready now, so the app also works without a lifespan
     # (httpx's ASGI transport runs none).
     state: dict[str, EventStore] = {} if store is None else {"store": store}
@@ -188,7 +199,7 @@ def create_app(
         rows = parse_events(
             events, EventRules(now=int(clock()), max_future_seconds=settings.max_future_seconds)
         )
-        result = await run_in_threadpool(state["store"].append, rows)
+        result = await committer().append(rows)
         return json_response(
             {
                 "object": "usage.ingest_result",

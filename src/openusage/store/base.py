@@ -59,6 +59,10 @@ class EventStore(Protocol):
         """Store the rows not seen before (by id), durably, all or none."""
         ...
 
+    def append_batches(self, batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
+        """Several batches durably in one commit; each batch's own result, in order."""
+        ...
+
     def aggregate(self, query: Aggregation) -> list[AggregateRow]:
         """Rows ordered by bucket, then group values ascending with nulls first."""
         ...
