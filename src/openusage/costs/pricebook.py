@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,8 @@ class PriceBook:
         self._supplement, settings = rules_from_toml(text, "openusage supplement")
         self._batch_share = Decimal(str(settings["batch_share"]))
         self._dataset = f"genai-prices {_dataset_version()}"
+        # Costs look up the same few prices for many rows: remember them.
+        self.quote = lru_cache(maxsize=65_536)(self._quote)  # type: ignore[method-assign]
 
     @classmethod
     def from_file(cls, path: Path | None) -> PriceBook:
@@ -220,6 +222,18 @@ class PriceBook:
         variant: str | None = None,
     ) -> Quote | None:
         """The price of one unit of ``item`` on ``day``, or None: unpriced."""
+        return self._quote(model, item, day, batch=batch, service_tier=service_tier, variant=variant)
+
+    def _quote(
+        self,
+        model: str | None,
+        item: str,
+        day: date,
+        *,
+        batch: bool = False,
+        service_tier: str | None = None,
+        variant: str | None = None,
+    ) -> Quote | None:
         args = (model, item, day, batch, service_tier, variant)
         rule = _best(self._overrides, *args)
         if rule is not None:

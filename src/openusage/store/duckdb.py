@@ -83,7 +83,8 @@ class DuckDBStore:
         self._local = threading.local()
         self._next_seq = int(self._con.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
         names = ", ".join(COLUMNS)
-        self._insert_sql = f"INSERT OR IGNORE INTO events (seq, {names}) SELECT seq, {names} FROM incoming"
+        self._insert_sql = f"INSERT INTO events (seq, {names}) SELECT seq, {names} FROM incoming"
+        self._known_sql = "SELECT id FROM events WHERE id IN (SELECT unnest($1::VARCHAR[]))"
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
@@ -95,27 +96,35 @@ class DuckDBStore:
         return self.append_batches([rows])[0]
 
     def append_batches(self, batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
-        """Several batches in one transaction: one disk sync for all (group commit)."""
+        """Several batches in one transaction and one insert: one disk sync for all (group
+        commit). An id stored before, or earlier in these batches, counts as a duplicate."""
         results = []
+        fresh: list[Row] = []
         with self._write_lock:
             cursor = self._cursor()
             cursor.execute("BEGIN TRANSACTION")
             try:
+                ids = list({row[0] for rows in batches for row in rows})
+                seen = {r[0] for r in cursor.execute(self._known_sql, [ids]).fetchall()}
                 for rows in batches:
-                    unique = list({row[0]: row for row in reversed(rows)}.values())[::-1]
-                    incoming = _arrow_table(unique, self._next_seq)
-                    cursor.register("incoming", incoming)
+                    inserted = 0
+                    for row in rows:
+                        if row[0] not in seen:
+                            seen.add(row[0])
+                            fresh.append(row)
+                            inserted += 1
+                    results.append(AppendResult(inserted=inserted, duplicates=len(rows) - inserted))
+                if fresh:
+                    cursor.register("incoming", _arrow_table(fresh, self._next_seq))
                     try:
-                        (inserted,) = cursor.execute(self._insert_sql).fetchone()  # type: ignore[misc]
+                        cursor.execute(self._insert_sql)
                     finally:
                         cursor.unregister("incoming")
-                    # Ids seen before (stored, or earlier in this transaction) are ignored.
-                    self._next_seq += len(unique)
-                    results.append(AppendResult(inserted=int(inserted), duplicates=len(rows) - int(inserted)))
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
+            self._next_seq += len(fresh)
         return results
 
     def aggregate(self, query: Aggregation) -> list[AggregateRow]:

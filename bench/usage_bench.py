@@ -1,0 +1,338 @@
+"""The usage benchmark: ingest a realistic dataset over HTTP, run a fixed query mix, and
+compare each query with a straightforward GROUP BY over the raw events, in the same run.
+
+    .venv/bin/python bench/usage_bench.py                 # 10M completion events (long)
+    .venv/bin/python bench/usage_bench.py --events 1000000
+
+Prints events/s (batches of 1,000 and single-event requests), p50/p99 latency per query,
+the time an event takes to become visible, the slowdown of queries during ingestion, disk
+bytes per event, peak server memory, and the raw-scan baseline with its ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+
+KEY = "sk-admin-bench"
+DAY = 86400
+TIERS = ("default", "flex", "priority", "scale")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Dataset:
+    """Completion events over 30 days: projects own their users and keys."""
+
+    def __init__(self, now: int, seed: int = 1) -> None:
+        rng = random.Random(seed)
+        self.now = now
+        self.start = now - 30 * DAY
+        self.projects = [f"proj_{i:02d}" for i in range(50)]
+        self.users = [(f"user-{i:04d}", rng.choice(self.projects)) for i in range(2000)]
+        self.keys: dict[str, list[str]] = {}
+        for i in range(500):
+            self.keys.setdefault(rng.choice(self.projects), []).append(f"key_{i:03d}")
+        self.models = [f"model-{i:02d}" for i in range(20)]
+
+    def template(self, rng: random.Random, size: int) -> bytes:
+        """A batch body whose ids carry a placeholder, filled in per batch."""
+        events = []
+        for i in range(size):
+            user, project = rng.choice(self.users)
+            keys = self.keys.get(project) or ["key_none"]
+            input_tokens = int(rng.lognormvariate(7.3, 1.0)) + 1
+            events.append(
+                {
+                    "id": f"@@@@@@@@-{i}",
+                    "type": "completions",
+                    "timestamp": rng.randrange(self.start, self.now),
+                    "project_id": project,
+                    "user_id": user,
+                    "api_key_id": rng.choice(keys),
+                    "model": rng.choice(self.models),
+                    "batch": rng.random() < 0.07,
+                    "service_tier": rng.choice(TIERS),
+                    "input_tokens": input_tokens,
+                    "input_cached_tokens": input_tokens // 3,
+                    "output_tokens": int(rng.lognormvariate(5.8, 0.9)) + 1,
+                }
+            )
+        return json.dumps({"events": events}).encode()
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def timed(function: Callable[[], Any], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--clients", type=int, default=4, help="concurrent ingesting clients")
+    parser.add_argument("--single", type=int, default=3000, help="single-event requests to send")
+    parser.add_argument("--repeat", type=int, default=20, help="runs of each query")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="openusage-bench-"))
+    db = folder / "bench.duckdb"
+    port = free_port()
+    now = int(time.time())
+    data = Dataset(now)
+    templates = [data.template(random.Random(n), 1000) for n in range(50)]
+    log = (folder / "server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "openusage",
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+            "--lookback-days",
+            "0",
+        ],
+        env={**os.environ, "OPENUSAGE_ADMIN_KEY": KEY},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    print(
+        f"dataset: {args.events:,} completion events over 30 days, 50 projects, 2,000 users, 500 keys, 20 models"
+    )
+
+    # Ingestion in batches of 1,000 from several clients.
+    batches = args.events // 1000
+    counter = iter(range(batches))
+    lock = threading.Lock()
+
+    def ingest_client() -> None:
+        with httpx.Client(headers=headers, timeout=120) as client:
+            while True:
+                with lock:
+                    number = next(counter, None)
+                if number is None:
+                    return
+                body = templates[number % len(templates)].replace(b"@@@@@@@@", f"{number:08d}".encode())
+                response = client.post(f"{base}/organization/usage/events", content=body)
+                response.raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.clients) as pool:
+        for future in [pool.submit(ingest_client) for _ in range(args.clients)]:
+            future.result()
+    elapsed = time.perf_counter() - started
+    print(f"ingest, batches of 1,000: {batches * 1000 / elapsed:,.0f} events/s ({elapsed:.1f} s)")
+
+    single = iter(range(args.single))
+
+    def single_client() -> None:
+        with httpx.Client(headers=headers, timeout=60) as client:
+            while True:
+                with lock:
+                    number = next(single, None)
+                if number is None:
+                    return
+                event = {
+                    "id": f"single-{number}",
+                    "type": "completions",
+                    "timestamp": now - 60,
+                    "input_tokens": 5,
+                }
+                client.post(f"{base}/organization/usage/events", json={"events": [event]}).raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.clients * 4) as pool:
+        for future in [pool.submit(single_client) for _ in range(args.clients * 4)]:
+            future.result()
+    elapsed = time.perf_counter() - started
+    print(f"ingest, single-event requests: {args.single / elapsed:,.0f} requests/s")
+
+    day0 = now - now % DAY
+    some_projects = data.projects[:5]
+    queries: dict[str, dict[str, Any]] = {
+        "1d x 31 by model": {"path": "completions", "start_time": day0 - 30 * DAY, "limit": 31, "group_by": "model"},
+        "1m x 1440 ungrouped": {"path": "completions", "start_time": now - DAY, "bucket_width": "1m", "limit": 1440},
+        "1h x 168 by project, model, filtered": {
+            "path": "completions", "start_time": now - 7 * DAY, "bucket_width": "1h", "limit": 168,
+            "group_by": "project_id,model", "project_ids": ",".join(some_projects), "models": "model-00,model-01",
+        },
+        "users and keys of one project, 1d x 30": {
+            "path": "completions", "start_time": day0 - 29 * DAY, "limit": 31, "group_by": "user_id,api_key_id",
+            "project_ids": data.projects[0],
+        },
+        "costs 1d x 180 by line item": {
+            "path": "costs", "start_time": day0 - 179 * DAY, "limit": 180, "group_by": "line_item",
+        },
+    }  # fmt: skip
+    client = httpx.Client(headers=headers, timeout=300)
+
+    def run(params: dict[str, Any]) -> Callable[[], Any]:
+        path = params["path"]
+        url = f"{base}/organization/costs" if path == "costs" else f"{base}/organization/usage/{path}"
+        rest = {k: v for k, v in params.items() if k != "path"}
+        return lambda: client.get(url, params=rest).raise_for_status()
+
+    def walk_minutes() -> None:
+        params: dict[str, Any] = {
+            "start_time": now - 7 * DAY,
+            "end_time": now,
+            "bucket_width": "1m",
+            "limit": 1440,
+        }
+        while True:
+            page = (
+                client.get(f"{base}/organization/usage/completions", params=params).raise_for_status().json()
+            )
+            if not page["has_more"]:
+                return
+            params["page"] = page["next_page"]
+
+    print(f"\nqueries over HTTP ({args.repeat} runs each): p50 / p99 ms")
+    http_p50: dict[str, float] = {}
+    for name, params in queries.items():
+        times = timed(run(params), args.repeat)
+        http_p50[name] = statistics.median(times)
+        print(f"  {name:42s} {http_p50[name]:9.1f} {percentile(times, 0.99):9.1f}")
+    walk = timed(walk_minutes, max(3, args.repeat // 5))
+    http_p50["walk 7 days of minute buckets"] = statistics.median(walk)
+    print(
+        f"  {'walk 7 days of minute buckets (7 pages)':42s} {statistics.median(walk):9.1f} {max(walk):9.1f}"
+    )
+
+    # Visibility: one event in, how long until a query shows it.
+    marker = {
+        "id": "visible-1",
+        "type": "completions",
+        "timestamp": now - 30,
+        "model": "marker",
+        "input_tokens": 1,
+    }
+    started = time.perf_counter()
+    client.post(f"{base}/organization/usage/events", json={"events": [marker]}).raise_for_status()
+    while not client.get(
+        f"{base}/organization/usage/completions", params={"start_time": now - 60, "models": "marker"}
+    ).json()["data"][0]["results"]:
+        time.sleep(0.001)
+    print(f"\nan ingested event is visible after {(time.perf_counter() - started) * 1000:.1f} ms")
+
+    # Queries while ingesting.
+    stop = threading.Event()
+
+    def background_ingest() -> None:
+        number = batches
+        with httpx.Client(headers=headers, timeout=120) as writer:
+            while not stop.is_set():
+                body = templates[number % len(templates)].replace(b"@@@@@@@@", f"{number:08d}".encode())
+                writer.post(f"{base}/organization/usage/events", content=body).raise_for_status()
+                number += 1
+
+    ingesting = threading.Thread(target=background_ingest)
+    ingesting.start()
+    loaded = {
+        name: statistics.median(timed(run(params), max(3, args.repeat // 4)))
+        for name, params in queries.items()
+    }
+    stop.set()
+    ingesting.join()
+    worst = max(loaded[name] / http_p50[name] for name in loaded)
+    print(f"queries while ingesting: worst p50 slowdown {worst:.1f}x")
+
+    memory = "?"
+    status = Path(f"/proc/{server.pid}/status")
+    if status.exists():
+        memory = next(line.split()[1] for line in status.read_text().splitlines() if line.startswith("VmHWM"))
+    server.terminate()
+    server.wait()
+    client.close()
+    stored = duckdb.connect(str(db))
+    (events,) = stored.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+    stored.execute("CHECKPOINT")
+    disk = sum(p.stat().st_size for p in folder.glob("bench.duckdb*"))
+    print(f"disk: {disk / events:.1f} bytes per event ({disk / 1e6:.0f} MB for {events:,} events)")
+    print(
+        f"peak server memory: {int(memory) / 1024:.0f} MiB"
+        if memory != "?"
+        else "peak server memory: unknown"
+    )
+
+    # The baseline: the same questions as plain GROUP BY queries over the raw events table.
+    raw = {
+        "1d x 31 by model": (
+            "SELECT ts // 86400 AS b, model, sum(input_tokens), sum(output_tokens) FROM events "
+            f"WHERE kind = 'completions' AND ts >= {day0 - 30 * DAY} AND ts < {now} GROUP BY ALL"
+        ),
+        "1m x 1440 ungrouped": (
+            "SELECT ts // 60 AS b, sum(input_tokens), sum(output_tokens) FROM events "
+            f"WHERE kind = 'completions' AND ts >= {now - DAY} AND ts < {now} GROUP BY ALL"
+        ),
+        "1h x 168 by project, model, filtered": (
+            "SELECT ts // 3600 AS b, project_id, model, sum(input_tokens) FROM events WHERE kind = 'completions' "
+            f"AND ts >= {now - 7 * DAY} AND project_id IN ({', '.join(repr(p) for p in some_projects)}) "
+            "AND model IN ('model-00', 'model-01') GROUP BY ALL"
+        ),
+        "users and keys of one project, 1d x 30": (
+            "SELECT ts // 86400 AS b, user_id, api_key_id, sum(input_tokens) FROM events WHERE kind = 'completions' "
+            f"AND ts >= {day0 - 29 * DAY} AND project_id = '{data.projects[0]}' GROUP BY ALL"
+        ),
+        "costs 1d x 180 by line item": (
+            "SELECT ts // 86400 AS b, model, batch, service_tier, sum(input_uncached_tokens), "
+            "sum(input_cached_tokens), sum(output_tokens) FROM events "
+            f"WHERE ts >= {day0 - 179 * DAY} GROUP BY ALL"
+        ),
+        "walk 7 days of minute buckets": (
+            "SELECT ts // 60 AS b, sum(input_tokens) FROM events "
+            f"WHERE kind = 'completions' AND ts >= {now - 7 * DAY} AND ts < {now} GROUP BY ALL"
+        ),
+    }
+    print("\nbaseline: plain GROUP BY over raw events in-process, p50 ms, and the ratio baseline / HTTP")
+    for name, sql in raw.items():
+        base_p50 = statistics.median(
+            timed(lambda sql=sql: stored.execute(sql).fetchall(), max(3, args.repeat // 4))
+        )
+        print(f"  {name:42s} {base_p50:9.1f}   ratio {base_p50 / http_p50[name]:5.2f}x")
+    stored.close()
+
+
+if __name__ == "__main__":
+    main()
