@@ -73,13 +73,14 @@ class Keyring:
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
         with self._connect() as db:
+            # WAL lets `openusage keys` write while the server reads; it stays set in the file.
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self._path, timeout=10, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             yield db
         finally:

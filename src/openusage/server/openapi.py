@@ -111,8 +111,9 @@ def _event_schema(endpoint: Endpoint) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
-def openapi_document(*, with_costs: bool = True) -> dict[str, Any]:
-    endpoints = ENDPOINTS if with_costs else USAGE_ENDPOINTS
+def openapi_document() -> dict[str, Any]:
+    """The whole document: every endpoint of the catalogue and the ingestion endpoint."""
+    endpoints = ENDPOINTS
     schemas: dict[str, Any] = {e.schema_name: _result_schema(e) for e in endpoints}
     schemas["UsageTimeBucket"] = {
         "type": "object",
