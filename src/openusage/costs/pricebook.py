@@ -202,7 +202,7 @@ class PriceBook:
         self._batch_share = Decimal(str(settings["batch_share"]))
         self._dataset = f"genai-prices {_dataset_version()}"
         # Costs look up the same few prices for many rows: remember them.
-        self.quote = lru_cache(maxsize=65_536)(self._quote)  # type: ignore[method-assign]
+        self._lookup = lru_cache(maxsize=65_536)(self._find)
 
     @classmethod
     def from_file(cls, path: Path | None) -> PriceBook:
@@ -222,19 +222,10 @@ class PriceBook:
         variant: str | None = None,
     ) -> Quote | None:
         """The price of one unit of ``item`` on ``day``, or None: unpriced."""
-        return self._quote(model, item, day, batch=batch, service_tier=service_tier, variant=variant)
+        return self._lookup((model, item, day, batch, service_tier, variant))
 
-    def _quote(
-        self,
-        model: str | None,
-        item: str,
-        day: date,
-        *,
-        batch: bool = False,
-        service_tier: str | None = None,
-        variant: str | None = None,
-    ) -> Quote | None:
-        args = (model, item, day, batch, service_tier, variant)
+    def _find(self, args: tuple[str | None, str, date, bool, str | None, str | None]) -> Quote | None:
+        model, item, day, batch, service_tier, _ = args
         rule = _best(self._overrides, *args)
         if rule is not None:
             return Quote(rule.usd, rule.source)
