@@ -69,74 +69,62 @@ def _suffix(batch: bool, tier: str | None) -> str:
     return ""
 
 
+def _wanted(
+    kind: str, row: Mapping[str, Any], model_name: str
+) -> list[tuple[str, Any, str, str | None, str | None]]:
+    """(item, quantity, unit, line item name or None for the usual one, price variant)."""
+    if kind == "completions":
+        return [(item, count, "tokens", None, None) for item, count in _tokens(row).items() if count > 0]
+    if kind in ("embeddings", "moderations"):
+        return [("input", row["input_tokens"], "tokens", None, None)]
+    if kind == "images":
+        size = row.get("size")
+        return [("images", row["images"], "images", f"{model_name}, images ({size or 'unknown size'})", size)]
+    if kind == "audio_speeches":
+        return [("characters", row["characters"], "characters", None, None)]
+    if kind == "audio_transcriptions":
+        return [("audio seconds", row["seconds"], "duration_seconds", None, None)]
+    if kind == "vector_stores":
+        # Priced per GiB-day; reported in GiB-hours, as OpenAI's line items are.
+        gib_hours = Decimal(row["usage_bytes"]) / GIB * HOURS_PER_DAY
+        return [("vector store storage", gib_hours, "gibibyte_hours", "vector store storage", None)]
+    if kind == "code_interpreter_sessions":
+        return [
+            ("code interpreter sessions", row["num_sessions"], "sessions", "code interpreter sessions", None)
+        ]
+    if kind == "file_search_calls":
+        return [("file search tool calls", row["num_requests"], "calls", "file search tool calls", None)]
+    if kind == "web_search_calls":
+        return [
+            (
+                "web search tool calls",
+                row["num_requests"],
+                "calls",
+                "web search tool calls",
+                row.get("context_level"),
+            )
+        ]
+    raise ValueError(f"no line items for usage kind {kind!r}")  # pragma: no cover - grows with the catalogue
+
+
 def line_items(kind: str, row: Mapping[str, Any], day: date, book: PriceBook) -> list[LineItem]:
     """The line items of one usage row of ``kind`` on ``day`` (zero quantities left out)."""
     model = row.get("model")
     batch = bool(row.get("batch"))
     tier = row.get("service_tier")
+    model_name = model or "unknown model"
+    suffix = _suffix(batch, tier)
     items: list[LineItem] = []
-
-    def add(
-        item: str,
-        quantity: Decimal | int,
-        unit: str,
-        *,
-        named: str | None = None,
-        variant: str | None = None,
-        per_priced_unit: Decimal = Decimal(1),
-        model_bound: bool = True,
-    ) -> None:
-        quantity = Decimal(quantity)
-        if quantity <= 0:
-            return
-        name = named or (f"{model or 'unknown model'}, {item}{_suffix(batch, tier)}" if model_bound else item)
+    for item, count, unit, named, variant in _wanted(kind, row, model_name):
+        if count <= 0:
+            continue
+        quantity = Decimal(count)
+        name = named or f"{model_name}, {item}{suffix}"
         quote = book.quote(model, item, day, batch=batch, service_tier=tier, variant=variant)
         if quote is None:
             items.append(LineItem(f"{name} (unpriced)", quantity, unit, Decimal(0), priced=False))
-            return
+            continue
+        per_priced_unit = HOURS_PER_DAY if unit == "gibibyte_hours" else 1
         amount = (quantity / per_priced_unit * quote.usd).quantize(NANO, rounding=ROUND_HALF_EVEN)
         items.append(LineItem(name, quantity, unit, amount, priced=True))
-
-    if kind == "completions":
-        for item, count in _tokens(row).items():
-            add(item, count, "tokens")
-    elif kind in ("embeddings", "moderations"):
-        add("input", row["input_tokens"], "tokens")
-    elif kind == "images":
-        size = row.get("size")
-        add(
-            "images",
-            row["images"],
-            "images",
-            named=f"{model or 'unknown model'}, images ({size or 'unknown size'})",
-            variant=size,
-        )
-    elif kind == "audio_speeches":
-        add("characters", row["characters"], "characters")
-    elif kind == "audio_transcriptions":
-        add("audio seconds", row["seconds"], "duration_seconds")
-    elif kind == "vector_stores":
-        # Priced per GiB-day; reported in GiB-hours, as OpenAI's line items are.
-        gib_hours = Decimal(row["usage_bytes"]) / GIB * HOURS_PER_DAY
-        add(
-            "vector store storage",
-            gib_hours,
-            "gibibyte_hours",
-            per_priced_unit=HOURS_PER_DAY,
-            model_bound=False,
-        )
-    elif kind == "code_interpreter_sessions":
-        add("code interpreter sessions", row["num_sessions"], "sessions", model_bound=False)
-    elif kind == "file_search_calls":
-        add("file search tool calls", row["num_requests"], "calls", model_bound=False)
-    elif kind == "web_search_calls":
-        add(
-            "web search tool calls",
-            row["num_requests"],
-            "calls",
-            variant=row.get("context_level"),
-            model_bound=False,
-        )
-    else:  # pragma: no cover - the catalogue and this table grow together
-        raise ValueError(f"no line items for usage kind {kind!r}")
     return items

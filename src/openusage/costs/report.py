@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +33,7 @@ def cost_results(
 ) -> dict[int, list[dict[str, Any]]]:
     """Results per day bucket start: amounts summed exactly, grouped by ``group_by``."""
     totals: dict[tuple[int, tuple[Any, ...]], list[Any]] = {}
+    days: dict[int, date] = {}
     for endpoint in USAGE_ENDPOINTS:
         dims = endpoint.group_fields
         if any(name not in dims for name in filters):
@@ -59,7 +60,7 @@ def cost_results(
             row = dict(zip(groups, group_values, strict=True)) | dict(
                 zip(endpoint.metric_names, metrics, strict=True)
             )
-            day = datetime.fromtimestamp(start, UTC).date()
+            day = days.get(start) or days.setdefault(start, datetime.fromtimestamp(start, UTC).date())
             for item in line_items(endpoint.name, row, day, book):
                 key = tuple(item.name if g == "line_item" else row.get(g) for g in group_by)
                 acc = totals.setdefault((start, key), [Decimal(0), Decimal(0), item.unit])
