@@ -14,6 +14,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from ..store.base import LinearItem
 from .pricebook import PriceBook
 
 NANO = Decimal("0.000000001")
@@ -44,21 +45,65 @@ class LineItem:
     priced: bool
 
 
-def _tokens(row: Mapping[str, Any]) -> dict[str, int]:
-    uncached_audio = row["input_audio_tokens"] - row["input_cached_audio_tokens"]
-    uncached_image = row["input_image_tokens"] - row["input_cached_image_tokens"]
-    return {
-        "input": row["input_uncached_tokens"] - uncached_audio - uncached_image,
-        "cached input": row["input_cached_text_tokens"],
-        "cache write": row["input_cache_write_tokens"],
-        "audio input": uncached_audio,
-        "cached audio input": row["input_cached_audio_tokens"],
-        "image input": uncached_image,
-        "cached image input": row["input_cached_image_tokens"],
-        "output": row["output_text_tokens"],
-        "audio output": row["output_audio_tokens"],
-        "image output": row["output_image_tokens"],
-    }
+# Every line item but vector storage is a whole number of units: a sum of metrics with
+# signs. Cached and uncached parts of audio and image input are told apart, so each token
+# is charged once.
+LINEAR_ITEMS: dict[str, tuple[LinearItem, ...]] = {
+    "completions": (
+        LinearItem(
+            "input",
+            "tokens",
+            (
+                ("input_uncached_tokens", 1),
+                ("input_audio_tokens", -1),
+                ("input_cached_audio_tokens", 1),
+                ("input_image_tokens", -1),
+                ("input_cached_image_tokens", 1),
+            ),
+        ),
+        LinearItem("cached input", "tokens", (("input_cached_text_tokens", 1),)),
+        LinearItem("cache write", "tokens", (("input_cache_write_tokens", 1),)),
+        LinearItem("audio input", "tokens", (("input_audio_tokens", 1), ("input_cached_audio_tokens", -1))),
+        LinearItem("cached audio input", "tokens", (("input_cached_audio_tokens", 1),)),
+        LinearItem("image input", "tokens", (("input_image_tokens", 1), ("input_cached_image_tokens", -1))),
+        LinearItem("cached image input", "tokens", (("input_cached_image_tokens", 1),)),
+        LinearItem("output", "tokens", (("output_text_tokens", 1),)),
+        LinearItem("audio output", "tokens", (("output_audio_tokens", 1),)),
+        LinearItem("image output", "tokens", (("output_image_tokens", 1),)),
+    ),
+    "embeddings": (LinearItem("input", "tokens", (("input_tokens", 1),)),),
+    "moderations": (LinearItem("input", "tokens", (("input_tokens", 1),)),),
+    "images": (LinearItem("images", "images", (("images", 1),)),),
+    "audio_speeches": (LinearItem("characters", "characters", (("characters", 1),)),),
+    "audio_transcriptions": (LinearItem("audio seconds", "duration_seconds", (("seconds", 1),)),),
+    "code_interpreter_sessions": (
+        LinearItem("code interpreter sessions", "sessions", (("num_sessions", 1),)),
+    ),
+    "file_search_calls": (LinearItem("file search tool calls", "calls", (("num_requests", 1),)),),
+    "web_search_calls": (LinearItem("web search tool calls", "calls", (("num_requests", 1),)),),
+}
+#: line items named without a model: tool units
+TOOL_ITEMS = frozenset(
+    {"code interpreter sessions", "file search tool calls", "web search tool calls", "vector store storage"}
+)
+
+
+def variant_of(kind: str, row: Mapping[str, Any]) -> str | None:
+    """What else than the model decides a unit's price: an image's size, a search's context."""
+    if kind == "images":
+        return row.get("size")
+    if kind == "web_search_calls":
+        return row.get("context_level")
+    return None
+
+
+def line_name(item: str, model: str | None, batch: bool, tier: str | None, variant: str | None) -> str:
+    if item in TOOL_ITEMS:
+        return item
+    model_name = model or "unknown model"
+    if item == "images":
+        return f"{model_name}, images ({variant or 'unknown size'})"
+    return f"{model_name}, {item}{_suffix(batch, tier)}"
 
 
 def _suffix(batch: bool, tier: str | None) -> str:
@@ -69,57 +114,25 @@ def _suffix(batch: bool, tier: str | None) -> str:
     return ""
 
 
-def _wanted(
-    kind: str, row: Mapping[str, Any], model_name: str
-) -> list[tuple[str, Any, str, str | None, str | None]]:
-    """(item, quantity, unit, line item name or None for the usual one, price variant)."""
-    if kind == "completions":
-        return [(item, count, "tokens", None, None) for item, count in _tokens(row).items() if count > 0]
-    if kind in ("embeddings", "moderations"):
-        return [("input", row["input_tokens"], "tokens", None, None)]
-    if kind == "images":
-        size = row.get("size")
-        return [("images", row["images"], "images", f"{model_name}, images ({size or 'unknown size'})", size)]
-    if kind == "audio_speeches":
-        return [("characters", row["characters"], "characters", None, None)]
-    if kind == "audio_transcriptions":
-        return [("audio seconds", row["seconds"], "duration_seconds", None, None)]
-    if kind == "vector_stores":
-        # Priced per GiB-day; reported in GiB-hours, as OpenAI's line items are.
-        gib_hours = Decimal(row["usage_bytes"]) / GIB * HOURS_PER_DAY
-        return [("vector store storage", gib_hours, "gibibyte_hours", "vector store storage", None)]
-    if kind == "code_interpreter_sessions":
-        return [
-            ("code interpreter sessions", row["num_sessions"], "sessions", "code interpreter sessions", None)
-        ]
-    if kind == "file_search_calls":
-        return [("file search tool calls", row["num_requests"], "calls", "file search tool calls", None)]
-    if kind == "web_search_calls":
-        return [
-            (
-                "web search tool calls",
-                row["num_requests"],
-                "calls",
-                "web search tool calls",
-                row.get("context_level"),
-            )
-        ]
-    raise ValueError(f"no line items for usage kind {kind!r}")  # pragma: no cover - grows with the catalogue
-
-
 def line_items(kind: str, row: Mapping[str, Any], day: date, book: PriceBook) -> list[LineItem]:
     """The line items of one usage row of ``kind`` on ``day`` (zero quantities left out)."""
     model = row.get("model")
     batch = bool(row.get("batch"))
     tier = row.get("service_tier")
-    model_name = model or "unknown model"
-    suffix = _suffix(batch, tier)
+    variant = variant_of(kind, row)
+    if kind == "vector_stores":
+        # Priced per GiB-day; reported in GiB-hours, as OpenAI's line items are.
+        wanted = [
+            ("vector store storage", Decimal(row["usage_bytes"]) / GIB * HOURS_PER_DAY, "gibibyte_hours")
+        ]
+    else:
+        wanted = [(i.item, sum(row[m] * sign for m, sign in i.terms), i.unit) for i in LINEAR_ITEMS[kind]]
     items: list[LineItem] = []
-    for item, count, unit, named, variant in _wanted(kind, row, model_name):
+    for item, count, unit in wanted:
         if count <= 0:
             continue
         quantity = Decimal(count)
-        name = named or f"{model_name}, {item}{suffix}"
+        name = line_name(item, model, batch, tier, variant)
         quote = book.quote(model, item, day, batch=batch, service_tier=tier, variant=variant)
         if quote is None:
             items.append(LineItem(f"{name} (unpriced)", quantity, unit, Decimal(0), priced=False))

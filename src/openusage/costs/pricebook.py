@@ -185,6 +185,21 @@ def _openai() -> Provider:
     return next(p for p in genai_data.providers if p.id == "openai")
 
 
+@lru_cache(maxsize=4096)
+def _model(name: str) -> ModelInfo | None:
+    found: ModelInfo | None = _openai().find_model(name)
+    return found
+
+
+@lru_cache(maxsize=65_536)
+def _prices(name: str, day: date, context: tuple[tuple[str, str], ...]) -> ModelPrice:
+    """The dataset's prices of a model on a UTC day, for a batch or tier context."""
+    info = _model(name)
+    assert info is not None, "asked only for models the dataset knows"
+    moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return info.get_prices(moment, dict(context)) if context else info.get_prices(moment)
+
+
 def _dataset_version() -> str:
     try:
         return metadata.version("genai-prices")
@@ -246,11 +261,10 @@ class PriceBook:
     ) -> Quote | None:
         if model is None or item not in DATASET_FIELDS:
             return None
-        info: ModelInfo | None = _openai().find_model(model)
+        info = _model(model)
         if info is None:
             return None
-        moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        standard = info.get_prices(moment)
+        standard = _prices(model, day, ())
         field, per, fallback = DATASET_FIELDS[item]
         context: dict[str, str] = {}
         # Batch and service tiers change token prices only, not those of tool calls.
@@ -258,7 +272,7 @@ class PriceBook:
             context["processing"] = "batch"
         if tier not in STANDARD_TIERS and per == MILLION:
             context["service_tier"] = str(tier)
-        prices = info.get_prices(moment, context) if context else standard
+        prices = _prices(model, day, tuple(sorted(context.items()))) if context else standard
         share = Decimal(1)
         if context and prices == standard:
             # No variant in the dataset for this day: batch and flex cost the batch share;

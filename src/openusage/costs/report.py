@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from ..catalogue import USAGE_ENDPOINTS
-from ..store import AggregateRow, Aggregation
-from .lineitems import PRICING_DIMENSIONS, line_items
+from ..store import AggregateRow, Aggregation, EventStore
+from ..store.base import PricedAggregation
+from .lineitems import LINEAR_ITEMS, PRICING_DIMENSIONS, line_items, line_name, variant_of
 from .pricebook import PriceBook
 
 DAY = 86400
@@ -23,49 +25,87 @@ def _order(value: Any) -> tuple[bool, Any]:
     return (value is not None, value if value is not None else "")
 
 
+def _price_rows(
+    kind: str, dims: tuple[str, ...], combos: list[AggregateRow], book: PriceBook
+) -> list[tuple[Any, ...]]:
+    """The price of every item for every (day, model, tier, ...) the usage has."""
+    rows = []
+    for start, values, _ in combos:
+        combo = dict(zip(dims, values, strict=True))
+        day = datetime.fromtimestamp(start, UTC).date()
+        model, batch, tier = combo.get("model"), bool(combo.get("batch")), combo.get("service_tier")
+        variant = variant_of(kind, combo)
+        for item in LINEAR_ITEMS[kind]:
+            name = line_name(item.item, model, batch, tier, variant)
+            quote = book.quote(model, item.item, day, batch=batch, service_tier=tier, variant=variant)
+            if quote is None:
+                rows.append((start, *values, item.item, f"{name} (unpriced)", None, item.unit))
+            else:
+                rows.append((start, *values, item.item, name, quote.usd, item.unit))
+    return rows
+
+
 def cost_results(
     buckets: Sequence[tuple[int, int]],
     group_by: tuple[str, ...],
     filters: dict[str, tuple[str | bool, ...]],
-    aggregate: Callable[[Aggregation], list[AggregateRow]],
+    store: EventStore,
     book: PriceBook,
     result_object: str,
 ) -> dict[int, list[dict[str, Any]]]:
-    """Results per day bucket start: amounts summed exactly, grouped by ``group_by``."""
+    """Results per day bucket start: amounts summed exactly, grouped by ``group_by``.
+
+    Every line of every finest row (day, project, key and what prices the usage) is priced
+    and rounded to a billionth of a dollar before any sum, in the store; every grouping then
+    adds up the same lines, so totals agree exactly.
+    """
     totals: dict[tuple[int, tuple[Any, ...]], list[Any]] = {}
-    days: dict[int, date] = {}
+
+    def add(start: int, key: tuple[Any, ...], amount: Decimal, quantity: Decimal | int, unit: str) -> None:
+        acc = totals.setdefault((start, key), [Decimal(0), Decimal(0), unit])
+        acc[0] += amount
+        acc[1] += quantity
+
     for endpoint in USAGE_ENDPOINTS:
         dims = endpoint.group_fields
         if any(name not in dims for name in filters):
             # Usage that cannot be told by key (vector storage, sessions) cannot match a
             # key filter.
             continue
-        # Always the finest rows (project, key and what prices the usage), whatever the
-        # grouping: every grouping then sums the same rounded lines, so totals agree exactly.
-        groups = tuple(
-            d for d in ("project_id", "api_key_id", *PRICING_DIMENSIONS[endpoint.name]) if d in dims
+        pricing = tuple(d for d in PRICING_DIMENSIONS[endpoint.name] if d in dims)
+        finest = tuple(d for d in ("project_id", "api_key_id", *pricing) if d in dims)
+        base = Aggregation(
+            kind=endpoint.name,
+            buckets=buckets,
+            width_seconds=DAY,
+            group_by=finest,
+            filters=filters,
+            metrics=endpoint.metric_names,
+            gauge=endpoint.has_gauge,
         )
-        rows = aggregate(
-            Aggregation(
-                kind=endpoint.name,
-                buckets=buckets,
-                width_seconds=DAY,
-                group_by=groups,
-                filters=filters,
-                metrics=endpoint.metric_names,
-                gauge=endpoint.has_gauge,
-            )
+        if endpoint.has_gauge:
+            # A gauge is not a sum of units: priced here, row by row (a few rows a day).
+            for start, values, metrics in store.aggregate(base):
+                row = dict(zip(finest, values, strict=True)) | dict(
+                    zip(endpoint.metric_names, metrics, strict=True)
+                )
+                day = datetime.fromtimestamp(start, UTC).date()
+                for line in line_items(endpoint.name, row, day, book):
+                    key = tuple(line.name if g == "line_item" else row.get(g) for g in group_by)
+                    add(start, key, line.amount, line.quantity, line.unit)
+            continue
+        combos = store.aggregate(replace(base, group_by=pricing, metrics=endpoint.metric_names[:1]))
+        if not combos:
+            continue
+        priced = PricedAggregation(
+            base=base,
+            items=LINEAR_ITEMS[endpoint.name],
+            price_dimensions=pricing,
+            prices=_price_rows(endpoint.name, pricing, combos, book),
+            output=group_by,
         )
-        for start, group_values, metrics in rows:
-            row = dict(zip(groups, group_values, strict=True)) | dict(
-                zip(endpoint.metric_names, metrics, strict=True)
-            )
-            day = days.get(start) or days.setdefault(start, datetime.fromtimestamp(start, UTC).date())
-            for item in line_items(endpoint.name, row, day, book):
-                key = tuple(item.name if g == "line_item" else row.get(g) for g in group_by)
-                acc = totals.setdefault((start, key), [Decimal(0), Decimal(0), item.unit])
-                acc[0] += item.amount
-                acc[1] += item.quantity
+        for start, key, amount, quantity, unit in store.aggregate_priced(priced):
+            add(start, key, amount, quantity, unit)
 
     by_bucket: dict[int, list[dict[str, Any]]] = {}
     for (start, key), (amount, quantity, unit) in sorted(

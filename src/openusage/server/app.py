@@ -179,7 +179,7 @@ def create_app(
                     cost_results,
                     group_by=query.group_by,
                     filters=query.filters,
-                    aggregate=aggregate,
+                    store=state["store"],
                     book=book,
                     result_object=endpoint.result_object,
                 )

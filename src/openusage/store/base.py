@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +55,37 @@ class Aggregation:
 AggregateRow = tuple[int, tuple[Any, ...], tuple[int, ...]]
 
 
+@dataclass(frozen=True)
+class LinearItem:
+    """A quantity made of metrics: the sum of ``metric * sign`` over ``terms``."""
+
+    item: str
+    unit: str
+    terms: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class PricedAggregation:
+    """Weigh the rows of ``base`` item by item with a price table, then regroup.
+
+    ``prices`` rows are (bucket start, *values of ``price_dimensions``, item, line item,
+    price of one unit or None, unit). Each row's amount is rounded to ``decimals`` places
+    before any sum, so every regrouping of the same rows adds up to the same total.
+    ``output`` names the result's groups: dimensions of ``base`` and ``line_item``.
+    """
+
+    base: Aggregation
+    items: tuple[LinearItem, ...]
+    price_dimensions: tuple[str, ...]
+    prices: Sequence[tuple[Any, ...]]
+    output: tuple[str, ...]
+    decimals: int = 9
+
+
+#: (bucket start, output group values, amount, quantity, unit)
+PricedRow = tuple[int, tuple[Any, ...], Decimal, int, str]
+
+
 class EventStore(Protocol):
     def append(self, rows: Sequence[Row]) -> AppendResult:
         """Store the rows not seen before (by id), durably, all or none."""
@@ -65,6 +97,10 @@ class EventStore(Protocol):
 
     def aggregate(self, query: Aggregation) -> list[AggregateRow]:
         """Rows ordered by bucket, then group values ascending with nulls first."""
+        ...
+
+    def aggregate_priced(self, query: PricedAggregation) -> list[PricedRow]:
+        """Rows ordered by bucket; amounts exact decimals."""
         ...
 
     def backup(self, target: Path | str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from .base import (
     AggregateRow,
     Aggregation,
     AppendResult,
+    PricedAggregation,
+    PricedRow,
     Row,
     StoreUnavailable,
 )
@@ -53,6 +56,15 @@ def _arrow_table(rows: Sequence[Row], first_seq: int) -> pa.Table:
         }
     )
     return table.append_column("seq", pa.array(range(first_seq, first_seq + len(rows)), type=pa.int64()))
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _terms(terms: tuple[tuple[str, int], ...]) -> str:
+    """A sum of metric columns with integer signs, as SQL."""
+    return "(" + " + ".join(f"({int(sign)}) * {_check_column(m)}" for m, sign in terms) + ")::BIGINT"
 
 
 def _why(path: str, exc: Exception) -> str:
@@ -166,7 +178,7 @@ class DuckDBStore:
         # $1 first bucket start, $2 width, $3 kind, $4..$5 the page's time range. Buckets
         # after the first start on a width boundary; the first may start off one.
         select = ", ".join(
-            ["greatest(ts - ts % $2, $1) AS b", *groups, *(f"sum({m})::BIGINT" for m in metrics)]
+            ["greatest(ts - ts % $2, $1) AS b", *groups, *(f"sum({m})::BIGINT AS {m}" for m in metrics)]
         )
         return (
             f"SELECT {select} FROM events WHERE kind = $3 AND ts >= $4 AND ts < $5"
@@ -187,6 +199,62 @@ class DuckDBStore:
             f"SELECT {', '.join(['b', *groups, 'sum(value)::BIGINT'])} FROM latest "
             f"WHERE value > 0{_number_placeholders(where, 4)} GROUP BY {', '.join(['b', *groups])}"
         )
+
+    def aggregate_priced(self, query: PricedAggregation) -> list[PricedRow]:
+        base = query.base
+        if not base.buckets:
+            return []
+        groups = [_check_column(g) for g in base.group_by]
+        where, filter_params = self._filters(base)
+        # The fine rows name their sums after the metrics, for the items' terms.
+        fine = self._sum_sql(groups, [_check_column(m) for m in base.metrics], where)
+        keys = ", ".join([*groups, ""])
+        lines = " UNION ALL ".join(
+            f"SELECT b, {keys}{_literal(item.item)} AS item, {_terms(item.terms)} AS qty FROM fine"
+            for item in query.items
+        )
+        price_dims = [_check_column(d) for d in query.price_dimensions]
+        join = " AND ".join(
+            ["lines.b = prices.b", "lines.item = prices.item"]
+            + [f"lines.{d} IS NOT DISTINCT FROM prices.{d}" for d in price_dims]
+        )
+        output = [
+            "prices.line_item" if g == "line_item" else (f"lines.{g}" if g in groups else "NULL")
+            for g in query.output
+        ]
+        select = ", ".join(["lines.b", *output])
+        sql = (
+            f"WITH fine AS ({fine}), lines AS ({lines}) "
+            f"SELECT {select}, sum(coalesce(round(lines.qty * prices.usd, {int(query.decimals)}), 0)), "
+            f"sum(lines.qty), any_value(prices.unit) "
+            f"FROM lines JOIN incoming_prices AS prices ON {join} WHERE lines.qty > 0 "
+            f"GROUP BY {', '.join(['lines.b', *output])} ORDER BY lines.b"
+        )
+        first, last = base.buckets[0][0], base.buckets[-1][1]
+        params = [first, base.width_seconds, base.kind, first, last, *filter_params]
+        table = pa.table(
+            {
+                "b": pa.array([p[0] for p in query.prices], type=pa.int64()),
+                **{
+                    d: pa.array([p[1 + i] for p in query.prices], type=ARROW_TYPES[d])
+                    for i, d in enumerate(price_dims)
+                },
+                "item": pa.array([p[-4] for p in query.prices], type=pa.string()),
+                "line_item": pa.array([p[-3] for p in query.prices], type=pa.string()),
+                "usd": pa.array([p[-2] for p in query.prices], type=pa.decimal128(38, 18)),
+                "unit": pa.array([p[-1] for p in query.prices], type=pa.string()),
+            }
+        )
+        cursor = self._cursor()
+        cursor.register("incoming_prices", table)
+        try:
+            rows = cursor.execute(sql, params).fetchall()
+        finally:
+            cursor.unregister("incoming_prices")
+        n = len(query.output)
+        return [
+            (int(r[0]), tuple(r[1 : 1 + n]), Decimal(r[1 + n]), int(r[2 + n]), str(r[3 + n])) for r in rows
+        ]
 
     def backup(self, target: Path | str) -> int:
         """Write a consistent copy of the events to a new DuckDB file; the events copied.
