@@ -97,3 +97,38 @@ def test_serve_without_any_key_makes_an_admin_key_and_prints_it_once(tmp_path: P
     again = start_server(tmp_path, env={"OPENUSAGE_ADMIN_KEY": ""})
     stop_server(again)
     assert "sk-admin-" not in again.log_path.read_text()
+
+
+def test_rollups_show_and_rebuild_a_damaged_rollup(tmp_path: Path) -> None:
+    import duckdb
+
+    db = tmp_path / "rollups.duckdb"
+    assert run_cli("demo", "--db", str(db), "--days", "2").returncode == 0
+
+    def day_model_rows() -> int:
+        shown = run_cli("rollups", "show", "--db", str(db))
+        assert shown.returncode == 0, shown.stderr
+        assert "0 events not rolled up yet" in shown.stdout
+        line = next(x for x in shown.stdout.splitlines() if "completions" in x and "day_model" in x)
+        return int(line.split("│")[-2].strip().replace(",", ""))
+
+    rows = day_model_rows()
+    assert rows > 0
+    con = duckdb.connect(str(db))
+    con.execute("DELETE FROM rollup_completions_day_model")
+    con.close()
+    assert day_model_rows() == 0
+    rebuilt = run_cli("rollups", "rebuild", "--db", str(db))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert re.match(r"rollups rebuilt: [\d,]+ rows", rebuilt.stdout)
+    assert day_model_rows() == rows
+
+
+def test_rollup_commands_refuse_a_database_in_use(tmp_path: Path) -> None:
+    running = start_server(tmp_path)
+    try:
+        refused = run_cli("rollups", "rebuild", "--db", str(tmp_path / "usage.duckdb"))
+    finally:
+        stop_server(running)
+    assert refused.returncode == 1
+    assert "in use by another process" in refused.stderr

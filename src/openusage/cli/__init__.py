@@ -7,6 +7,7 @@ import click
 from .ingest import ingest
 from .prices import prices
 from .query import costs, usage
+from .rollups import rollups
 from .server import backup, demo, keys, serve
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -18,7 +19,7 @@ def main() -> None:
     """An OpenAI-compatible organization Usage & Costs API: serve it, fill it, query it."""
 
 
-for command in (serve, demo, keys, ingest, usage, costs, prices, backup):
+for command in (serve, demo, keys, ingest, usage, costs, prices, backup, rollups):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -1,17 +1,22 @@
-"""The embedded store: one DuckDB file, one wide columnar table of raw events.
+"""The embedded store: one DuckDB file, one wide columnar table of raw events, and rollups.
 
 Each event kind uses the columns its catalogue entry names; the others stay NULL, which a
 columnar file stores almost for free. Raw events are kept for idempotency and so that
-pre-aggregated rollups can be rebuilt from them.
+the pre-aggregated rollups (``rollup_tables``) can be rebuilt from them. A query reads
+the rollup the router picks (``rollups.choose``) and raw events for the edges of its range
+that are not whole grains of that rollup.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -28,6 +33,14 @@ from .base import (
     Row,
     StoreUnavailable,
 )
+from .rollup_tables import RollupTables
+from .rollups import ROLLUPS, Extent, Plan, choose
+
+log = logging.getLogger("openusage.store")
+
+#: seconds between rolls; events committed meanwhile are read raw, so this only trades
+#: a little query work for fewer, larger rolls
+ROLL_INTERVAL = 0.2
 
 
 def _schema() -> str:
@@ -94,6 +107,23 @@ class DuckDBStore:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._next_seq = int(self._con.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
+        #: per kind: [events, earliest ts, latest ts], for the router's cost model
+        self._spans: dict[str, list[int]] = {
+            kind: [n, lo, hi]
+            for kind, n, lo, hi in self._con.execute(
+                "SELECT kind, count(*), min(ts), max(ts) FROM events GROUP BY kind"
+            ).fetchall()
+        }
+        self._rollups = RollupTables()
+        try:
+            self._rollups.open(self._con)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"cannot build the rollups of {self._path}: {exc}") from exc
+        self._roll_due = threading.Event()
+        self._maintenance_lock = threading.Lock()  # one roll or compaction at a time
+        self._closing = False
+        self._roller = threading.Thread(target=self._roll_in_background, name="rollups", daemon=True)
+        self._roller.start()
         names = ", ".join(COLUMNS)
         self._insert_sql = f"INSERT INTO events (seq, {names}) SELECT seq, {names} FROM incoming"
         self._known_sql = "SELECT id FROM events WHERE id IN (SELECT unnest($1::VARCHAR[]))"
@@ -112,6 +142,7 @@ class DuckDBStore:
         commit). An id stored before, or earlier in these batches, counts as a duplicate."""
         results = []
         fresh: list[Row] = []
+        kinds: dict[str, list[int]] = {}
         with self._write_lock:
             cursor = self._cursor()
             cursor.execute("BEGIN TRANSACTION")
@@ -124,6 +155,7 @@ class DuckDBStore:
                         if row[0] not in seen:
                             seen.add(row[0])
                             fresh.append(row)
+                            kinds.setdefault(row[1], []).append(row[2])
                             inserted += 1
                     results.append(AppendResult(inserted=inserted, duplicates=len(rows) - inserted))
                 if fresh:
@@ -137,53 +169,172 @@ class DuckDBStore:
                 cursor.execute("ROLLBACK")
                 raise
             self._next_seq += len(fresh)
+            for kind, stamps in kinds.items():
+                n, lo, hi = self._spans.get(kind, [0, min(stamps), max(stamps)])
+                self._spans[kind] = [n + len(stamps), min(lo, *stamps), max(hi, *stamps)]
+        if fresh:
+            self._roll_due.set()
         return results
 
-    def aggregate(self, query: Aggregation) -> list[AggregateRow]:
+    def _roll_in_background(self) -> None:
+        cursor = self._con.cursor()
+        while not self._closing:
+            self._roll_due.wait()
+            self._roll_due.clear()
+            if self._closing:
+                break
+            try:
+                self.roll(cursor=cursor)
+                if self._rollups.due():
+                    self.compact(cursor=cursor)
+            except duckdb.Error:  # the events are safe; the next roll tries again
+                log.exception("rolling up events failed")
+            time.sleep(ROLL_INTERVAL)  # let events gather, so each roll folds in many
+        cursor.close()
+
+    def roll(self, *, cursor: duckdb.DuckDBPyConnection | None = None) -> int:
+        """Fold the events committed since the last roll into the rollups; how many.
+
+        A background thread does this soon after each commit; queries are exact either
+        way, as they read the events not yet rolled up from the raw table.
+        """
+        with self._maintenance_lock, self._own_cursor(cursor) as c:
+            return self._rollups.roll(c, self._next_seq - 1)
+
+    def compact(self, *, force: bool = False, cursor: duckdb.DuckDBPyConnection | None = None) -> int:
+        """Merge rollup rows appended since the last compaction; the tables compacted.
+
+        The background thread does this as rows pile up; ``force`` compacts every table now.
+        """
+        with self._maintenance_lock, self._own_cursor(cursor) as c:
+            return self._rollups.compact(c, force)
+
+    def rebuild_rollups(self) -> None:
+        """Build every rollup again from the raw events (after a change or a doubt)."""
+        with self._maintenance_lock, self._own_cursor(None) as c:
+            self._rollups.rebuild(c)
+
+    def rollup_rows(self) -> dict[str, int]:
+        """Rows in each rollup table, by table name."""
+        return dict(self._rollups.rows)
+
+    def unrolled(self) -> int:
+        """How many events are committed but not yet in the rollups."""
+        with self._own_cursor(None) as cursor:
+            return self._next_seq - 1 - RollupTables.watermark(cursor)
+
+    @contextmanager
+    def _own_cursor(self, cursor: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
+        if cursor is not None:
+            yield cursor
+            return
+        cursor = self._con.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def plan(self, query: Aggregation) -> Plan | None:
+        """The rollup that would answer ``query``, or None for raw events alone."""
+        span = self._spans.get(query.kind)
+        if span is None:
+            return None
+        seconds = span[2] - span[1] + 1
+        extents = {r.table: Extent(self._rollups.rows[r.table], seconds) for r in ROLLUPS[query.kind]}
+        return choose(query, ROLLUPS[query.kind], Extent(span[0], seconds), extents)
+
+    def aggregate(
+        self, query: Aggregation, *, using: Plan | Literal["auto"] | None = "auto"
+    ) -> list[AggregateRow]:
+        """``using`` names the rollup to read (None: raw events only); by default the router's."""
         if not query.buckets:
             return []
         groups = [_check_column(g) for g in query.group_by]
         metrics = [_check_column(m) for m in query.metrics]
-        where, filter_params = self._filters(query)
-        params: list[Any]
+        order = ", ".join(["b", *(f"{g} NULLS FIRST" for g in groups)])
         if query.gauge:
+            where, filter_params = self._filters(query, 4)
             carried = sorted({*groups, *(_check_column(f) for f in query.filters)})
             sql = self._gauge_sql(groups, metrics, where, carried)
-            params = [[b[0] for b in query.buckets], [b[1] for b in query.buckets], query.kind]
+            starts, ends = [b[0] for b in query.buckets], [b[1] for b in query.buckets]
+            params = [starts, ends, query.kind, *filter_params]
+            rows = self._cursor().execute(f"{sql} ORDER BY {order}", params).fetchall()
         else:
-            sql = self._sum_sql(groups, metrics, where)
-            first, last = query.buckets[0][0], query.buckets[-1][1]
-            params = [first, query.width_seconds, query.kind, first, last]
-        order = ", ".join(["b", *(f"{g} NULLS FIRST" for g in groups)])
-        rows = self._cursor().execute(f"{sql} ORDER BY {order}", [*params, *filter_params]).fetchall()
+            plan = self.plan(query) if using == "auto" else using
+
+            def build(rolled: int) -> tuple[str, list[Any]]:
+                sql, params = self._sum_sql(query, groups, metrics, plan, rolled)
+                return f"{sql} ORDER BY {order}", params
+
+            rows = self._read(self._cursor(), plan, build)
         n = len(groups)
         return [(int(r[0]), tuple(r[1 : 1 + n]), tuple(int(v) for v in r[1 + n :])) for r in rows]
 
     @staticmethod
-    def _filters(query: Aggregation) -> tuple[str, list[Any]]:
+    def _filters(query: Aggregation, first: int) -> tuple[str, list[Any]]:
+        """The query's filters as SQL, numbered ``$first`` onwards, and their values."""
         clauses: list[str] = []
         params: list[Any] = []
         for name, values in query.filters.items():
             column = _check_column(name)
+            n = first + len(params)
             if DIMENSIONS[name] == "boolean":
-                clauses.append(f"{column} = ?")
+                clauses.append(f"{column} = ${n}")
                 params.append(bool(values[0]))
             else:
-                clauses.append(f"{column} IN (SELECT unnest(?::VARCHAR[]))")
+                clauses.append(f"{column} IN (SELECT unnest(${n}::VARCHAR[]))")
                 params.append(list(values))
         return "".join(f" AND {c}" for c in clauses), params
 
     @staticmethod
-    def _sum_sql(groups: list[str], metrics: list[str], where: str) -> str:
-        # $1 first bucket start, $2 width, $3 kind, $4..$5 the page's time range. Buckets
-        # after the first start on a width boundary; the first may start off one.
+    def _read(
+        cursor: duckdb.DuckDBPyConnection, plan: Plan | None, build: Callable[[int], tuple[str, list[Any]]]
+    ) -> list[tuple[Any, ...]]:
+        """Run the query ``build`` makes for the watermark, in the snapshot it was read in."""
+        if plan is None:
+            sql, params = build(0)
+            return cursor.execute(sql, params).fetchall()
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            sql, params = build(RollupTables.watermark(cursor))
+            return cursor.execute(sql, params).fetchall()
+        finally:
+            cursor.execute("COMMIT")
+
+    @classmethod
+    def _sum_sql(
+        cls, query: Aggregation, groups: list[str], metrics: list[str], plan: Plan | None, rolled: int
+    ) -> tuple[str, list[Any]]:
+        """Sums per bucket and group, from a rollup where one covers the query.
+
+        $1 first bucket start, $2 width, $3 kind, $4..$5 the page's time range; with a
+        rollup, $6..$7 the part it answers and $8 the watermark: events past it are not
+        in the rollup yet. Buckets after the first start on a width boundary; the first
+        may start off one.
+        """
+        first, last = query.buckets[0][0], query.buckets[-1][1]
+        params: list[Any] = [first, query.width_seconds, query.kind, first, last]
+        if plan is not None:
+            params += [plan.start, plan.end, rolled]
+        where, filter_params = cls._filters(query, len(params) + 1)
+        columns = ", ".join([*groups, *metrics])
+        raw = f"SELECT ts AS t, {columns} FROM events WHERE kind = $3 AND ts >= {{}} AND ts < {{}}{where}"
+        if plan is None:
+            source = raw.format("$4", "$5")
+        else:
+            source = " UNION ALL ".join(
+                [
+                    raw.format("$4", "$6"),
+                    f"SELECT b AS t, {columns} FROM {plan.rollup.table} WHERE b >= $6 AND b < $7{where}",
+                    raw.format("$6", "$7") + " AND seq > $8",
+                    raw.format("$7", "$5"),
+                ]
+            )
         select = ", ".join(
-            ["greatest(ts - ts % $2, $1) AS b", *groups, *(f"sum({m})::BIGINT AS {m}" for m in metrics)]
+            ["greatest(t - t % $2, $1) AS b", *groups, *(f"sum({m})::BIGINT AS {m}" for m in metrics)]
         )
-        return (
-            f"SELECT {select} FROM events WHERE kind = $3 AND ts >= $4 AND ts < $5"
-            f"{_number_placeholders(where, 6)} GROUP BY {', '.join(['b', *groups])}"
-        )
+        sql = f"SELECT {select} FROM ({source}) GROUP BY {', '.join(['b', *groups])}"
+        return sql, [*params, *filter_params]
 
     @staticmethod
     def _gauge_sql(groups: list[str], metrics: list[str], where: str, carried: list[str]) -> str:
@@ -197,7 +348,7 @@ class DuckDBStore:
             f"{latest} FROM ends JOIN events ON events.kind = $3 AND events.ts < ends.b_end "
             "GROUP BY ends.b, vector_store_id) "
             f"SELECT {', '.join(['b', *groups, 'sum(value)::BIGINT'])} FROM latest "
-            f"WHERE value > 0{_number_placeholders(where, 4)} GROUP BY {', '.join(['b', *groups])}"
+            f"WHERE value > 0{where} GROUP BY {', '.join(['b', *groups])}"
         )
 
     def aggregate_priced(self, query: PricedAggregation) -> list[PricedRow]:
@@ -205,9 +356,9 @@ class DuckDBStore:
         if not base.buckets:
             return []
         groups = [_check_column(g) for g in base.group_by]
-        where, filter_params = self._filters(base)
         # The fine rows name their sums after the metrics, for the items' terms.
-        fine = self._sum_sql(groups, [_check_column(m) for m in base.metrics], where)
+        metrics = [_check_column(m) for m in base.metrics]
+        plan = self.plan(base)
         keys = ", ".join([*groups, ""])
         lines = " UNION ALL ".join(
             f"SELECT b, {keys}{_literal(item.item)} AS item, {_terms(item.terms)} AS qty FROM fine"
@@ -223,15 +374,18 @@ class DuckDBStore:
             for g in query.output
         ]
         select = ", ".join(["lines.b", *output])
-        sql = (
-            f"WITH fine AS ({fine}), lines AS ({lines}) "
-            f"SELECT {select}, sum(coalesce(round(lines.qty * prices.usd, {int(query.decimals)}), 0)), "
-            f"sum(lines.qty), any_value(prices.unit) "
-            f"FROM lines JOIN incoming_prices AS prices ON {join} WHERE lines.qty > 0 "
-            f"GROUP BY {', '.join(['lines.b', *output])} ORDER BY lines.b"
-        )
-        first, last = base.buckets[0][0], base.buckets[-1][1]
-        params = [first, base.width_seconds, base.kind, first, last, *filter_params]
+
+        def build(rolled: int) -> tuple[str, list[Any]]:
+            fine, params = self._sum_sql(base, groups, metrics, plan, rolled)
+            sql = (
+                f"WITH fine AS ({fine}), lines AS ({lines}) "
+                f"SELECT {select}, sum(coalesce(round(lines.qty * prices.usd, {int(query.decimals)}), 0)), "
+                f"sum(lines.qty), any_value(prices.unit) "
+                f"FROM lines JOIN incoming_prices AS prices ON {join} WHERE lines.qty > 0 "
+                f"GROUP BY {', '.join(['lines.b', *output])} ORDER BY lines.b"
+            )
+            return sql, params
+
         table = pa.table(
             {
                 "b": pa.array([p[0] for p in query.prices], type=pa.int64()),
@@ -248,7 +402,7 @@ class DuckDBStore:
         cursor = self._cursor()
         cursor.register("incoming_prices", table)
         try:
-            rows = cursor.execute(sql, params).fetchall()
+            rows = self._read(cursor, plan, build)
         finally:
             cursor.unregister("incoming_prices")
         n = len(query.output)
@@ -275,14 +429,10 @@ class DuckDBStore:
         return int(count)
 
     def close(self) -> None:
+        """Stop the background roller, roll up and compact what is left, and close the file."""
+        self._closing = True
+        self._roll_due.set()
+        self._roller.join()
+        self.roll()
+        self.compact(force=True)
         self._con.close()
-
-
-def _number_placeholders(where: str, first: int) -> str:
-    """Turn the filters' ``?`` into ``$n`` numbered after the fixed parameters."""
-    out, n = [], first
-    for part in where.split("?"):
-        out.append(part)
-        out.append(f"${n}")
-        n += 1
-    return "".join(out[:-1])

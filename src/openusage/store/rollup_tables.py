@@ -1,0 +1,202 @@
+"""The rollups of the embedded store: DuckDB tables kept beside the raw events.
+
+Ingestion only appends raw events, so a commit pays for no rollup. A background roller
+folds the events past the *watermark* (the last event sequence number rolled up) into
+every rollup and moves the watermark, in one transaction; a query reads the rollup and
+the raw events past the watermark in one snapshot, so each event counts exactly once.
+
+Rolling appends one row per (grain, group) of the events it folds in; compaction then
+merges the rows of the buckets touched since it last ran. It runs in its own
+transaction: DuckDB's snapshots mean it merges exactly the rows that existed when it
+began, while ingestion goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+import duckdb
+
+from .base import DIMENSIONS
+from .rollups import ROLLUPS, Rollup
+
+ALL_ROLLUPS: tuple[Rollup, ...] = tuple(r for rollups in ROLLUPS.values() for r in rollups)
+
+#: compaction waits until a table has this many new rows, or a quarter of its size
+COMPACT_MIN_ROWS = 20_000
+
+
+def _create_sql(rollup: Rollup) -> str:
+    dims = [f"{d} {'BOOLEAN' if DIMENSIONS[d] == 'boolean' else 'VARCHAR'}" for d in rollup.dimensions]
+    metrics = [f"{m} BIGINT NOT NULL" for m in rollup.metrics]
+    return f"CREATE TABLE {rollup.table} ({', '.join(['b BIGINT NOT NULL', *dims, *metrics])})"
+
+
+def _sums(rollup: Rollup) -> str:
+    return ", ".join(f"sum({m})::BIGINT AS {m}" for m in rollup.metrics)
+
+
+def _groups(rollup: Rollup) -> str:
+    return ", ".join(["b", *rollup.dimensions])
+
+
+def _fill_sql(rollup: Rollup) -> str:
+    """Pre-aggregate the events of the rollup's kind with ``$1 < seq <= $2`` into its table."""
+    return (
+        f"INSERT INTO {rollup.table} SELECT ts - ts % {rollup.grain} AS b, "
+        f"{', '.join([*rollup.dimensions, _sums(rollup)])} FROM events "
+        f"WHERE kind = '{rollup.kind}' AND seq > $1 AND seq <= $2 GROUP BY {_groups(rollup)}"
+    )
+
+
+class RollupTables:
+    """The watermark, and which buckets of each table hold rows not yet compacted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dirty: dict[str, set[int]] = {r.table: set() for r in ALL_ROLLUPS}
+        self._pending: dict[str, int] = dict.fromkeys(self._dirty, 0)
+        #: rows in each table, for the router's cost model
+        self.rows: dict[str, int] = dict.fromkeys(self._dirty, 0)
+
+    @staticmethod
+    def watermark(cursor: duckdb.DuckDBPyConnection) -> int:
+        """The last event sequence number every rollup holds, in the cursor's snapshot."""
+        (rolled,) = cursor.execute("SELECT rolled FROM rollup_state").fetchone()  # type: ignore[misc]
+        return int(rolled)
+
+    def open(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Create missing tables and rebuild any whose definition changed, up to the watermark."""
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS rollup_definitions (name VARCHAR PRIMARY KEY, definition VARCHAR)"
+            )
+            cursor.execute("CREATE TABLE IF NOT EXISTS rollup_state (rolled BIGINT NOT NULL)")
+            if cursor.execute("SELECT count(*) FROM rollup_state").fetchone() == (0,):
+                cursor.execute("INSERT INTO rollup_state VALUES (0)")
+            stored = dict(cursor.execute("SELECT name, definition FROM rollup_definitions").fetchall())
+            existing = {t for (t,) in cursor.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            stale = [r for r in ALL_ROLLUPS if stored.get(r.table) != r.definition or r.table not in existing]
+            retired = {t for t in existing if t.startswith("rollup_")} - {
+                "rollup_definitions",
+                "rollup_state",
+                *(r.table for r in ALL_ROLLUPS),
+            }
+            for name in retired:
+                cursor.execute(f"DROP TABLE {name}")
+                cursor.execute("DELETE FROM rollup_definitions WHERE name = ?", [name])
+            self._recreate(cursor, stale, self.watermark(cursor))
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        self._count(cursor, ALL_ROLLUPS)
+
+    def rebuild(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Every rollup again from all raw events, in one transaction."""
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            (last,) = cursor.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()  # type: ignore[misc]
+            self._recreate(cursor, ALL_ROLLUPS, last)
+            cursor.execute("UPDATE rollup_state SET rolled = ?", [last])
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        with self._lock:
+            for table in self._dirty:
+                self._dirty[table] = set()
+                self._pending[table] = 0
+        self._count(cursor, ALL_ROLLUPS)
+
+    def _recreate(self, cursor: duckdb.DuckDBPyConnection, rollups: Iterable[Rollup], upto: int) -> None:
+        for rollup in rollups:
+            cursor.execute(f"DROP TABLE IF EXISTS {rollup.table}")
+            cursor.execute(_create_sql(rollup))
+            cursor.execute(_fill_sql(rollup), [0, upto])
+            cursor.execute(
+                "INSERT OR REPLACE INTO rollup_definitions VALUES (?, ?)", [rollup.table, rollup.definition]
+            )
+
+    def _count(self, cursor: duckdb.DuckDBPyConnection, rollups: Iterable[Rollup]) -> None:
+        for rollup in rollups:
+            (self.rows[rollup.table],) = cursor.execute(f"SELECT count(*) FROM {rollup.table}").fetchone()  # type: ignore[misc]
+
+    def roll(self, cursor: duckdb.DuckDBPyConnection, upto: int) -> int:
+        """Fold the events past the watermark, up to sequence number ``upto``, into the
+        rollups; the events folded. Every event up to ``upto`` must be committed."""
+        touched: list[tuple[str, list[int]]] = []
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            rolled = self.watermark(cursor)
+            if upto <= rolled:
+                cursor.execute("COMMIT")
+                return 0
+            kinds = cursor.execute(
+                "SELECT DISTINCT kind FROM events WHERE seq > $1 AND seq <= $2", [rolled, upto]
+            ).fetchall()
+            for (kind,) in kinds:
+                for rollup in ROLLUPS.get(kind, ()):
+                    added = cursor.execute(f"{_fill_sql(rollup)} RETURNING b", [rolled, upto]).fetchall()
+                    touched.append((rollup.table, [b for (b,) in added]))
+            cursor.execute("UPDATE rollup_state SET rolled = ?", [upto])
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        with self._lock:
+            for table, buckets in touched:
+                self._dirty[table].update(buckets)
+                self._pending[table] += len(buckets)
+                self.rows[table] += len(buckets)
+        return upto - rolled
+
+    def due(self) -> bool:
+        """Whether some table has enough new rows to be worth compacting."""
+        with self._lock:
+            return any(self._is_due(table) for table in self._pending)
+
+    def _is_due(self, table: str) -> bool:
+        return self._pending[table] >= max(COMPACT_MIN_ROWS, self.rows[table] // 4)
+
+    def compact(self, cursor: duckdb.DuckDBPyConnection, force: bool) -> int:
+        """Merge the rows of every touched bucket into one row per group; the tables compacted.
+
+        Without ``force``, only the tables that are due. The caller makes sure no roll
+        runs meanwhile, so that the touched buckets named here hold all new rows.
+        """
+        done = 0
+        for rollup in ALL_ROLLUPS:
+            table = rollup.table
+            with self._lock:
+                pending = self._pending[table]
+                if not pending or not (force or self._is_due(table)):
+                    continue
+                buckets, self._dirty[table], self._pending[table] = sorted(self._dirty[table]), set(), 0
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                self._merge(cursor, rollup, buckets)
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                with self._lock:  # the rows are still there; try again another time
+                    self._dirty[table].update(buckets)
+                    self._pending[table] += pending
+                raise
+            self._count(cursor, [rollup])
+            done += 1
+        return done
+
+    @staticmethod
+    def _merge(cursor: duckdb.DuckDBPyConnection, rollup: Rollup, buckets: list[int]) -> None:
+        touched = "b IN (SELECT unnest($1::BIGINT[]))"
+        cursor.execute(
+            f"CREATE TEMP TABLE compacting AS SELECT {_groups(rollup)}, {_sums(rollup)} "
+            f"FROM {rollup.table} WHERE {touched} GROUP BY {_groups(rollup)}",
+            [buckets],
+        )
+        cursor.execute(f"DELETE FROM {rollup.table} WHERE {touched}", [buckets])
+        cursor.execute(f"INSERT INTO {rollup.table} SELECT * FROM compacting")
+        cursor.execute("DROP TABLE compacting")

@@ -1,0 +1,293 @@
+"""Rollups: every way of answering a query (raw events, each covering rollup, the router's
+choice) gives the sums a plain reading of the events gives, before and after compaction,
+with late and duplicate events, and while ingestion goes on."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from openusage.buckets import iter_buckets
+from openusage.catalogue import USAGE_KINDS, WIDTH_SECONDS
+from openusage.server.events import EventRules, parse_events
+from openusage.store import Aggregation, DuckDBStore
+from openusage.store.base import COLUMNS
+from openusage.store.rollups import ROLLUPS, Extent, Plan, choose, covering
+
+DAY0 = 1_700_006_400  # a UTC midnight
+COMPLETIONS = USAGE_KINDS["completions"]
+IMAGES = USAGE_KINDS["images"]
+
+
+def rows(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return parse_events(events, EventRules(now=DAY0 + 10_000 * 86400))
+
+
+def query(
+    kind: str, start: int, end: int, width: str, group_by: tuple[str, ...] = (), **filters: Any
+) -> Aggregation:
+    return Aggregation(
+        kind=kind,
+        buckets=list(iter_buckets(start, end, width)),
+        width_seconds=WIDTH_SECONDS[width],
+        group_by=group_by,
+        filters={k: tuple(v) for k, v in filters.items()},
+        metrics=USAGE_KINDS[kind].metric_names,
+    )
+
+
+def expected(events: list[dict[str, Any]], q: Aggregation) -> dict[tuple[Any, ...], Counter[str]]:
+    """The sums by plain reading: each event (as stored) into the bucket that holds it."""
+    out: dict[tuple[Any, ...], Counter[str]] = {}
+    for row in rows(events):
+        e = dict(zip(COLUMNS, row, strict=True))
+        if e["kind"] != q.kind or any(e[k] not in v for k, v in q.filters.items()):
+            continue
+        for start, end in q.buckets:
+            if start <= e["ts"] < end:
+                key = (start, *(e[g] for g in q.group_by))
+                sums = out.setdefault(key, Counter(dict.fromkeys(q.metrics, 0)))
+                sums.update({m: e[m] for m in q.metrics})
+    return out
+
+
+def answered(rows_: list[tuple[int, tuple[Any, ...], tuple[int, ...]]], q: Aggregation) -> dict[Any, Any]:
+    return {(b, *groups): Counter(dict(zip(q.metrics, values, strict=True))) for b, groups, values in rows_}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DuckDBStore]:
+    opened = DuckDBStore(tmp_path / "rollups.duckdb")
+    yield opened
+    opened.close()
+
+
+event_fields = st.fixed_dictionaries(
+    {
+        "offset": st.integers(0, 2 * 86400 - 1),
+        "project_id": st.sampled_from([None, "p1", "p2"]),
+        "user_id": st.sampled_from([None, "u1", "u2"]),
+        "api_key_id": st.sampled_from([None, "k1"]),
+        "model": st.sampled_from([None, "m1", "m2"]),
+        "batch": st.sampled_from([None, True, False]),
+        "service_tier": st.sampled_from([None, "default", "flex"]),
+        "input_tokens": st.integers(0, 10**6),
+        "output_tokens": st.integers(0, 10**5),
+    }
+)
+queries = st.fixed_dictionaries(
+    {
+        "start": st.integers(0, 86400),
+        "length": st.integers(1, 2 * 86400),
+        "width": st.sampled_from(["1m", "1h", "1d"]),
+        "group_by": st.lists(st.sampled_from(COMPLETIONS.group_fields), unique=True, max_size=3),
+        "filter": st.sampled_from([{}, {"project_id": ["p1"]}, {"model": ["m1", "m2"]}, {"batch": [True]}]),
+    }
+)
+RUN = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+windows = iter(range(3000))
+
+
+@RUN
+@given(batches=st.lists(st.lists(event_fields, min_size=1, max_size=30), min_size=1, max_size=4), q=queries)
+def test_every_way_of_answering_gives_the_plain_sums(
+    store: DuckDBStore, batches: list[list[dict[str, Any]]], q: dict[str, Any]
+) -> None:
+    day0 = DAY0 + next(windows) * 3 * 86400  # each example in its own days of one store
+    events: list[dict[str, Any]] = []
+    for n, batch in enumerate(batches):  # batches arrive in any time order: late events too
+        drawn = [
+            {
+                "id": f"{day0}-{n}-{i}",
+                "type": "completions",
+                "timestamp": day0 + d["offset"],
+                **{k: v for k, v in d.items() if k != "offset" and v is not None},
+            }
+            for i, d in enumerate(batch)
+        ]
+        store.append(rows(drawn))
+        events += drawn
+        if n == 0:
+            store.roll()
+        if n == 1:
+            store.compact(force=True)  # some rows compacted, later ones rolled up after
+    store.append(rows(events[:3]))  # a retried batch changes nothing
+    start = day0 + q["start"]
+    width = q["width"]
+    end = start + min(q["length"], {"1m": 1440 * 60, "1h": 168 * 3600, "1d": 31 * 86400}[width])
+    aggregation = query("completions", start, end, width, tuple(q["group_by"]), **q["filter"])
+    want = expected(events, aggregation)
+    ways = [None, *covering(aggregation, ROLLUPS["completions"]), "auto"]
+    for plan in ways:  # some events rolled up, the last ones maybe not
+        assert answered(store.aggregate(aggregation, using=plan), aggregation) == want, plan
+    store.roll()
+    store.compact(force=True)
+    for plan in ways:
+        assert answered(store.aggregate(aggregation, using=plan), aggregation) == want, plan
+
+
+def test_the_router_reads_the_smallest_rollup_that_holds_the_query(store: DuckDBStore) -> None:
+    projects, users, models = ["p1", "p2"], [f"u{i}" for i in range(8)], ["m1", "m2", "m3"]
+    events = [
+        {
+            "id": f"r{i}",
+            "type": "completions",
+            "timestamp": DAY0 + (i * 7919) % (10 * 86400) // 600 * 600,  # a few events a minute
+            "project_id": projects[i % 2],
+            "user_id": users[i % 8],
+            "model": models[i % 3],
+            "service_tier": "default",
+            "input_tokens": i,
+        }
+        for i in range(5000)
+    ]
+    store.append(rows(events))
+    store.roll()
+    end = DAY0 + 10 * 86400
+
+    def used(q: Aggregation) -> str | None:
+        plan = store.plan(q)
+        return None if plan is None else plan.rollup.name
+
+    assert used(query("completions", DAY0, end, "1d", ("model",))) == "day_model"
+    assert used(query("completions", DAY0, end, "1d", ("user_id",), project_id=["p1"])) == "day_people"
+    assert used(query("completions", DAY0, end, "1d", ("project_id",), service_tier=["default"])) == "day"
+    assert used(query("completions", DAY0, DAY0 + 86400, "1m")) == "minute"
+    assert used(query("completions", DAY0, end - 86400, "1h", ("project_id", "model"))) == "hour"
+    # No rollup keeps the user with the model, and none is finer than a minute.
+    assert used(query("completions", DAY0, end, "1d", ("user_id", "model"))) is None
+    # A range shorter than any grain it could use reads raw events.
+    assert used(query("completions", DAY0 + 10, DAY0 + 50, "1m")) is None
+    # A gauge is never summed ahead.
+    assert ROLLUPS["vector_stores"] == ()
+
+
+def test_a_rollup_answers_the_whole_grains_and_raw_events_the_edges() -> None:
+    q = query("completions", DAY0 + 1800, DAY0 + 3 * 86400 + 600, "1d", ("model",))
+    plans = {p.rollup.name: p for p in covering(q, ROLLUPS["completions"])}
+    assert set(plans) == {"hour", "day", "day_model"}  # the minute rollup keeps no model
+    assert (plans["day_model"].start, plans["day_model"].end) == (DAY0 + 86400, DAY0 + 3 * 86400)
+    assert (plans["hour"].start, plans["hour"].end) == (DAY0 + 3600, DAY0 + 3 * 86400)
+    # The hour rollup keeps the model too, but a query that groups by tier it cannot answer.
+    tiers = query("completions", DAY0, DAY0 + 86400, "1h", ("service_tier",))
+    assert [p.rollup.name for p in covering(tiers, ROLLUPS["completions"])] == []
+    # Cost: with as many rollup rows as raw events, the rollup saves nothing.
+    raw = Extent(rows=1000, seconds=86400)
+    assert choose(q, ROLLUPS["completions"], raw, {p.rollup.table: raw for p in plans.values()}) is None
+    small = Extent(rows=10, seconds=86400)
+    chosen = choose(q, ROLLUPS["completions"], raw, {"rollup_completions_day_model": small})
+    assert isinstance(chosen, Plan) and chosen.rollup.name == "day_model"
+
+
+def test_kinds_with_fewer_dimensions_keep_distinct_rollups_only() -> None:
+    names = {k: [r.name for r in rollups] for k, rollups in ROLLUPS.items()}
+    assert names["completions"] == ["minute", "hour", "day", "day_model", "day_people"]
+    # Code interpreter sessions carry only the project: the day shapes collapse into one.
+    assert names["code_interpreter_sessions"] == ["minute", "hour", "day", "day_model"]
+    image_day = next(r for r in ROLLUPS["images"] if r.name == "day")
+    assert image_day.dimensions == ("project_id", "model", "size", "source")
+
+
+def test_compaction_leaves_one_row_per_bucket_and_group(tmp_path: Path) -> None:
+    path = tmp_path / "compact.duckdb"
+    store = DuckDBStore(path)
+    for n in range(5):  # the same hours again and again: many rows per group until compacted
+        store.append(
+            rows(
+                [
+                    {"id": f"c{n}-{i}", "type": "images", "timestamp": DAY0 + i * 60, "size": "256x256"}
+                    for i in range(120)
+                ]
+            )
+        )
+    q = query("images", DAY0, DAY0 + 86400, "1h", ("size",))
+    before = store.aggregate(q)
+    store.roll()
+    assert store.compact(force=True) == len(ROLLUPS["images"])
+    assert store.aggregate(q) == before
+    assert store.compact(force=True) == 0, "nothing new to compact"
+    store.close()
+    con = duckdb.connect(str(path))
+    for rollup in ROLLUPS["images"]:
+        keys = ", ".join(["b", *rollup.dimensions])
+        (rows_, groups) = con.execute(
+            f"SELECT count(*), count(DISTINCT ({keys})) FROM {rollup.table}"
+        ).fetchone()  # type: ignore[misc]
+        assert rows_ == groups, rollup.name
+    (hour,) = con.execute("SELECT count(*) FROM rollup_images_hour").fetchone()  # type: ignore[misc]
+    assert hour == 2  # two hours of one size and no model or project
+    con.close()
+
+
+def test_compaction_while_ingesting_loses_and_doubles_nothing(store: DuckDBStore) -> None:
+    def ingest(worker: int) -> None:
+        for n in range(30):
+            store.append(
+                rows(
+                    [
+                        {
+                            "id": f"w{worker}-{n}-{i}",
+                            "type": "embeddings",
+                            "timestamp": DAY0 + (i * 37 + n) % 86400,
+                            "model": f"m{i % 3}",
+                            "input_tokens": 2,
+                        }
+                        for i in range(100)
+                    ]
+                )
+            )
+
+    workers = [threading.Thread(target=ingest, args=(w,)) for w in range(3)]
+    for w in workers:
+        w.start()
+    compactions = 0
+    while any(w.is_alive() for w in workers):
+        store.roll()
+        compactions += store.compact(force=True)
+    for w in workers:
+        w.join()
+    assert compactions > 0
+    q = query("embeddings", DAY0, DAY0 + 86400, "1d", ("model",))
+    for plan in [None, *covering(q, ROLLUPS["embeddings"])]:
+        totals = {groups: values for _, groups, values in store.aggregate(q, using=plan)}
+        # 90 batches of 100 events, models in turn: 34 of m0 and 33 each of m1 and m2 a batch
+        assert totals == {("m0",): (6120, 3060), ("m1",): (5940, 2970), ("m2",): (5940, 2970)}, plan
+
+
+def test_a_changed_or_damaged_rollup_is_rebuilt_from_raw_events(tmp_path: Path) -> None:
+    path = tmp_path / "rebuild.duckdb"
+    store = DuckDBStore(path)
+    store.append(
+        rows([{"id": f"x{i}", "type": "moderations", "timestamp": DAY0 + i, "model": "m"} for i in range(50)])
+    )
+    q = query("moderations", DAY0, DAY0 + 86400, "1d", ("model",))
+    plan = next(p for p in covering(q, ROLLUPS["moderations"]) if p.rollup.name == "day_model")
+    store.close()
+
+    con = duckdb.connect(str(path))
+    con.execute("DELETE FROM rollup_moderations_day_model")  # damaged: the rollup lost its rows
+    con.execute("UPDATE rollup_definitions SET definition = 'old' WHERE name = 'rollup_moderations_hour'")
+    con.execute("CREATE TABLE rollup_retired_shape (b BIGINT)")  # a rollup no longer defined
+    con.close()
+
+    store = DuckDBStore(path)  # the changed definition is rebuilt on opening; damage is not seen
+    assert store.aggregate(q, using=plan) == []
+    hour = next(p for p in covering(q, ROLLUPS["moderations"]) if p.rollup.name == "hour")
+    assert store.aggregate(q, using=hour) == [(DAY0, ("m",), (0, 50))]
+    store.rebuild_rollups()
+    assert store.aggregate(q, using=plan) == [(DAY0, ("m",), (0, 50))]
+    store.close()
+    con = duckdb.connect(str(path))
+    tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert "rollup_retired_shape" not in tables
+    con.close()
