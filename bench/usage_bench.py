@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ import duckdb
 import httpx
 
 KEY = "sk-admin-bench"
+TIMESTAMP = re.compile(rb'"@T(\d+)-(\d+)@"')
 DAY = 86400
 TIERS = ("default", "flex", "priority", "scale")
 
@@ -42,7 +44,11 @@ def free_port() -> int:
 
 
 class Dataset:
-    """Completion events over 30 days: projects own their users and keys."""
+    """Completion events over 30 days: projects own their users and keys.
+
+    Batches arrive in time order, as from gateways reporting as they go, each batch a
+    slice of the 30 days; one event in 50 arrives up to a day late.
+    """
 
     def __init__(self, now: int, seed: int = 1) -> None:
         rng = random.Random(seed)
@@ -56,7 +62,11 @@ class Dataset:
         self.models = [f"model-{i:02d}" for i in range(20)]
 
     def template(self, rng: random.Random, size: int) -> bytes:
-        """A batch body whose ids carry a placeholder, filled in per batch."""
+        """A batch body whose ids and timestamps carry placeholders, filled in per batch.
+
+        A timestamp placeholder holds the event's place in its batch's slice of time
+        (0-999999) and how many seconds late it is.
+        """
         events = []
         for i in range(size):
             user, project = rng.choice(self.users)
@@ -66,7 +76,7 @@ class Dataset:
                 {
                     "id": f"@@@@@@@@-{i}",
                     "type": "completions",
-                    "timestamp": rng.randrange(self.start, self.now),
+                    "timestamp": f"@T{rng.randrange(10**6)}-{rng.randrange(DAY) if rng.random() < 0.02 else 0}@",
                     "project_id": project,
                     "user_id": user,
                     "api_key_id": rng.choice(keys),
@@ -79,6 +89,17 @@ class Dataset:
                 }
             )
         return json.dumps({"events": events}).encode()
+
+    def body(self, template: bytes, number: int, batches: int) -> bytes:
+        """Batch ``number``: its ids, and its timestamps in its slice (of ``batches``) of time."""
+        slice_start = self.start + (self.now - self.start) * (number % batches) // batches
+        slice_length = max(1, (self.now - self.start) // batches)
+
+        def timestamp(match: re.Match[bytes]) -> bytes:
+            place, late = int(match[1]), int(match[2])
+            return str(max(self.start, slice_start + slice_length * place // 10**6 - late)).encode()
+
+        return TIMESTAMP.sub(timestamp, template.replace(b"@@@@@@@@", f"{number:08d}".encode()))
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -153,7 +174,7 @@ def main() -> None:
                     number = next(counter, None)
                 if number is None:
                     return
-                body = templates[number % len(templates)].replace(b"@@@@@@@@", f"{number:08d}".encode())
+                body = data.body(templates[number % len(templates)], number, batches)
                 response = client.post(f"{base}/organization/usage/events", content=body)
                 response.raise_for_status()
 
@@ -263,7 +284,7 @@ def main() -> None:
         number = batches
         with httpx.Client(headers=headers, timeout=120) as writer:
             while not stop.is_set():
-                body = templates[number % len(templates)].replace(b"@@@@@@@@", f"{number:08d}".encode())
+                body = data.body(templates[number % len(templates)], number, batches)
                 writer.post(f"{base}/organization/usage/events", content=body).raise_for_status()
                 number += 1
 

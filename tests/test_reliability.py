@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from openusage.store import DuckDBStore
 
@@ -249,3 +250,38 @@ def test_the_server_refuses_to_start_on_a_database_it_cannot_open(server: Server
         )
         assert started.returncode == 1
         assert started.stderr.startswith("Error: the server cannot start:") and reason in started.stderr
+
+
+@pytest.mark.parametrize(
+    ("limit", "reason"),
+    [("lots", "is not a size like 512MB"), ("-5MB", "is not a size"), ("1KB", "is too small")],
+)
+def test_the_server_refuses_a_memory_limit_it_cannot_keep(tmp_path: Path, limit: str, reason: str) -> None:
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openusage",
+            "serve",
+            "--db",
+            str(tmp_path / "m.duckdb"),
+            "--memory-limit",
+            limit,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 1
+    assert started.stderr.startswith("Error: the server cannot start:") and reason in started.stderr
+    assert not (tmp_path / "m.duckdb").exists(), "nothing was created"
+
+
+def test_the_memory_limit_reaches_the_database(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "limited.duckdb", memory_limit="300MB")
+    try:
+        (setting,) = store._con.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
+    finally:
+        store.close()
+    assert setting == "286.1 MiB"  # DuckDB shows 300 MB in binary units

@@ -127,7 +127,10 @@ def test_every_way_of_answering_gives_the_plain_sums(
     end = start + min(q["length"], {"1m": 1440 * 60, "1h": 168 * 3600, "1d": 31 * 86400}[width])
     aggregation = query("completions", start, end, width, tuple(q["group_by"]), **q["filter"])
     want = expected(events, aggregation)
-    ways = [None, *covering(aggregation, ROLLUPS["completions"]), "auto"]
+    # Also the longest ladder of grains: every coarser rollup made to look cheaper.
+    ladder = {r.table: Extent(rows=10**6 // r.grain, seconds=1) for r in ROLLUPS["completions"]}
+    deepest = choose(aggregation, ROLLUPS["completions"], Extent(rows=10**6, seconds=1), ladder)
+    ways = [None, *covering(aggregation, ROLLUPS["completions"]), deepest, "auto"]
     for plan in ways:  # some events rolled up, the last ones maybe not
         assert answered(store.aggregate(aggregation, using=plan), aggregation) == want, plan
     store.roll()
@@ -157,13 +160,15 @@ def test_the_router_reads_the_smallest_rollup_that_holds_the_query(store: DuckDB
 
     def used(q: Aggregation) -> str | None:
         plan = store.plan(q)
-        return None if plan is None else plan.rollup.name
+        return None if plan is None else "+".join(s.rollup.name for s in plan.segments)
 
     assert used(query("completions", DAY0, end, "1d", ("model",))) == "day_model"
     assert used(query("completions", DAY0, end, "1d", ("user_id",), project_id=["p1"])) == "day_people"
     assert used(query("completions", DAY0, end, "1d", ("project_id",), service_tier=["default"])) == "day"
     assert used(query("completions", DAY0, DAY0 + 86400, "1m")) == "minute"
     assert used(query("completions", DAY0, end - 86400, "1h", ("project_id", "model"))) == "hour"
+    # Whole days from the daily rollup, the rest of the last day from the hourly one.
+    assert used(query("completions", DAY0, end - 7200, "1d", ("model",))) == "day_model+hour"
     # No rollup keeps the user with the model, and none is finer than a minute.
     assert used(query("completions", DAY0, end, "1d", ("user_id", "model"))) is None
     # A range shorter than any grain it could use reads raw events.
@@ -172,21 +177,39 @@ def test_the_router_reads_the_smallest_rollup_that_holds_the_query(store: DuckDB
     assert ROLLUPS["vector_stores"] == ()
 
 
-def test_a_rollup_answers_the_whole_grains_and_raw_events_the_edges() -> None:
-    q = query("completions", DAY0 + 1800, DAY0 + 3 * 86400 + 600, "1d", ("model",))
-    plans = {p.rollup.name: p for p in covering(q, ROLLUPS["completions"])}
-    assert set(plans) == {"hour", "day", "day_model"}  # the minute rollup keeps no model
-    assert (plans["day_model"].start, plans["day_model"].end) == (DAY0 + 86400, DAY0 + 3 * 86400)
-    assert (plans["hour"].start, plans["hour"].end) == (DAY0 + 3600, DAY0 + 3 * 86400)
-    # The hour rollup keeps the model too, but a query that groups by tier it cannot answer.
+def test_coarse_rollups_answer_the_middle_finer_ones_the_edges_and_raw_events_the_rest() -> None:
+    start, end = DAY0 + 1800, DAY0 + 3 * 86400 + 3600 + 600
+    q = query("completions", start, end, "1d", ("model",))
+    alone = {p.segments[0].rollup.name: p for p in covering(q, ROLLUPS["completions"])}
+    assert set(alone) == {"hour", "day", "day_model"}  # the minute rollup keeps no model
+    assert (alone["day_model"].start, alone["day_model"].end) == (DAY0 + 86400, DAY0 + 3 * 86400)
+    assert (alone["hour"].start, alone["hour"].end) == (DAY0 + 3600, DAY0 + 3 * 86400 + 3600)
+
+    raw = Extent(rows=100_000, seconds=10 * 86400)
+    extents = {
+        "rollup_completions_hour": Extent(rows=20_000, seconds=10 * 86400),
+        "rollup_completions_day": Extent(rows=5_000, seconds=10 * 86400),
+        "rollup_completions_day_model": Extent(rows=300, seconds=10 * 86400),
+    }
+    plan = choose(q, ROLLUPS["completions"], raw, extents)
+    assert isinstance(plan, Plan)
+    assert [(s.rollup.name, s.start - DAY0, s.end - DAY0) for s in plan.segments] == [
+        ("day_model", 86400, 3 * 86400),  # the whole days; the denser day rollup is passed over
+        ("hour", 3600, 86400),  # the hours before them
+        ("hour", 3 * 86400, 3 * 86400 + 3600),  # and after them
+    ]
+    assert (plan.start, plan.end) == (DAY0 + 3600, DAY0 + 3 * 86400 + 3600)  # raw events: the rest
+
+    # A rollup as dense as the raw events, or as a finer rollup kept, saves nothing.
+    as_raw = {table: raw for table in extents}
+    assert choose(q, ROLLUPS["completions"], raw, as_raw) is None
+    as_hour = {**extents, "rollup_completions_day_model": extents["rollup_completions_hour"]}
+    plan = choose(q, ROLLUPS["completions"], raw, as_hour)
+    assert plan is not None and [s.rollup.name for s in plan.segments] == ["day", "hour", "hour"]
+    # No rollup keeps the service tier at an hour's grain.
     tiers = query("completions", DAY0, DAY0 + 86400, "1h", ("service_tier",))
-    assert [p.rollup.name for p in covering(tiers, ROLLUPS["completions"])] == []
-    # Cost: with as many rollup rows as raw events, the rollup saves nothing.
-    raw = Extent(rows=1000, seconds=86400)
-    assert choose(q, ROLLUPS["completions"], raw, {p.rollup.table: raw for p in plans.values()}) is None
-    small = Extent(rows=10, seconds=86400)
-    chosen = choose(q, ROLLUPS["completions"], raw, {"rollup_completions_day_model": small})
-    assert isinstance(chosen, Plan) and chosen.rollup.name == "day_model"
+    assert covering(tiers, ROLLUPS["completions"]) == []
+    assert choose(tiers, ROLLUPS["completions"], raw, extents) is None
 
 
 def test_kinds_with_fewer_dimensions_keep_distinct_rollups_only() -> None:
@@ -271,7 +294,7 @@ def test_a_changed_or_damaged_rollup_is_rebuilt_from_raw_events(tmp_path: Path) 
         rows([{"id": f"x{i}", "type": "moderations", "timestamp": DAY0 + i, "model": "m"} for i in range(50)])
     )
     q = query("moderations", DAY0, DAY0 + 86400, "1d", ("model",))
-    plan = next(p for p in covering(q, ROLLUPS["moderations"]) if p.rollup.name == "day_model")
+    plan = next(p for p in covering(q, ROLLUPS["moderations"]) if p.segments[0].rollup.name == "day_model")
     store.close()
 
     con = duckdb.connect(str(path))
@@ -282,7 +305,7 @@ def test_a_changed_or_damaged_rollup_is_rebuilt_from_raw_events(tmp_path: Path) 
 
     store = DuckDBStore(path)  # the changed definition is rebuilt on opening; damage is not seen
     assert store.aggregate(q, using=plan) == []
-    hour = next(p for p in covering(q, ROLLUPS["moderations"]) if p.rollup.name == "hour")
+    hour = next(p for p in covering(q, ROLLUPS["moderations"]) if p.segments[0].rollup.name == "hour")
     assert store.aggregate(q, using=hour) == [(DAY0, ("m",), (0, 50))]
     store.rebuild_rollups()
     assert store.aggregate(q, using=plan) == [(DAY0, ("m",), (0, 50))]

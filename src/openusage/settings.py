@@ -37,6 +37,8 @@ class Settings:
     rate_limit_per_minute: int | None = None
     #: a TOML file of prices that take precedence over the bundled price book
     prices_path: Path | None = None
+    #: the memory DuckDB may use for caching and queries before it spills to disk
+    db_memory_limit: str = "512MB"
     #: events may lie at most this far in the future (clock skew between gateways)
     max_future_seconds: int = 86_400
 

@@ -31,6 +31,11 @@ from .common import settings as _settings
     default=None,
     help="Requests a minute each key may make; beyond it the server answers 429 (default: no limit).",
 )
+@click.option(
+    "--memory-limit",
+    default=None,
+    help="Memory the database may use before it spills to disk, like 512MB or 2GB (default 512MB).",
+)
 @PRICES_OPTION
 def serve(
     db_path: Path | None,
@@ -38,6 +43,7 @@ def serve(
     port: int | None,
     lookback_days: int | None,
     rate_limit: int | None,
+    memory_limit: str | None,
     prices_path: Path | None,
 ) -> None:
     """Serve the Usage API on the embedded database."""
@@ -48,12 +54,17 @@ def serve(
     from ..store import DuckDBStore, StoreUnavailable
 
     settings = _settings(
-        db_path=db_path, host=host, port=port, rate_limit_per_minute=rate_limit, prices_path=prices_path
+        db_path=db_path,
+        host=host,
+        port=port,
+        rate_limit_per_minute=rate_limit,
+        prices_path=prices_path,
+        db_memory_limit=memory_limit,
     )
     if lookback_days is not None:
         settings = replace(settings, lookback_days=lookback_days or None)
     try:
-        store = DuckDBStore(settings.db_path)
+        store = DuckDBStore(settings.db_path, memory_limit=settings.db_memory_limit)
         keyring = Keyring(settings.resolved_keyring_path)
     except (StoreUnavailable, sqlite3.Error) as exc:
         raise click.ClickException(f"the server cannot start: {exc}") from None

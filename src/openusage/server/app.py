@@ -159,7 +159,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state["store"] = store or DuckDBStore(settings.db_path)
+        state["store"] = store or DuckDBStore(settings.db_path, memory_limit=settings.db_memory_limit)
         try:
             yield
         finally:

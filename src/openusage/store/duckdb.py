@@ -10,8 +10,8 @@ that are not whole grains of that rollup.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -87,6 +87,21 @@ def _why(path: str, exc: Exception) -> str:
     return f"cannot open {path} as a DuckDB database: {text.splitlines()[0]}"
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+_UNIT_BYTES = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
+_UNIT_BYTES |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+MIN_MEMORY_BYTES = 64 * 2**20
+
+
+def _check_memory_limit(text: str) -> None:
+    """DuckDB reads a negative size as "no limit" and fails late on a tiny one: refuse both."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise StoreUnavailable(f"memory limit {text!r} is not a size like 512MB or 2GB")
+    if float(match[1]) * _UNIT_BYTES[match[2].lower()] < MIN_MEMORY_BYTES:
+        raise StoreUnavailable(f"memory limit {text!r} is too small: the database needs at least 64MiB")
+
+
 def _check_column(name: str) -> str:
     # Column names reach SQL text, so they must come from the catalogue alone.
     if name not in DIMENSIONS and name not in METRIC_COLUMNS:
@@ -97,10 +112,11 @@ def _check_column(name: str) -> str:
 class DuckDBStore:
     """Events in one DuckDB file; safe to share between threads."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, memory_limit: str = "512MB") -> None:
         self._path = str(path)
+        _check_memory_limit(memory_limit)
         try:
-            self._con = duckdb.connect(self._path)
+            self._con = duckdb.connect(self._path, config={"memory_limit": memory_limit})
             self._con.execute(_schema())
         except duckdb.Error as exc:
             raise StoreUnavailable(_why(self._path, exc)) from exc
@@ -121,7 +137,7 @@ class DuckDBStore:
             raise StoreUnavailable(f"cannot build the rollups of {self._path}: {exc}") from exc
         self._roll_due = threading.Event()
         self._maintenance_lock = threading.Lock()  # one roll or compaction at a time
-        self._closing = False
+        self._closing = threading.Event()
         self._roller = threading.Thread(target=self._roll_in_background, name="rollups", daemon=True)
         self._roller.start()
         names = ", ".join(COLUMNS)
@@ -178,10 +194,10 @@ class DuckDBStore:
 
     def _roll_in_background(self) -> None:
         cursor = self._con.cursor()
-        while not self._closing:
+        while not self._closing.is_set():
             self._roll_due.wait()
             self._roll_due.clear()
-            if self._closing:
+            if self._closing.is_set():
                 break
             try:
                 self.roll(cursor=cursor)
@@ -189,7 +205,7 @@ class DuckDBStore:
                     self.compact(cursor=cursor)
             except duckdb.Error:  # the events are safe; the next roll tries again
                 log.exception("rolling up events failed")
-            time.sleep(ROLL_INTERVAL)  # let events gather, so each roll folds in many
+            self._closing.wait(ROLL_INTERVAL)  # let events gather, so each roll folds in many
         cursor.close()
 
     def roll(self, *, cursor: duckdb.DuckDBPyConnection | None = None) -> int:
@@ -305,31 +321,36 @@ class DuckDBStore:
     def _sum_sql(
         cls, query: Aggregation, groups: list[str], metrics: list[str], plan: Plan | None, rolled: int
     ) -> tuple[str, list[Any]]:
-        """Sums per bucket and group, from a rollup where one covers the query.
+        """Sums per bucket and group, from the plan's rollups and raw events for the rest.
 
-        $1 first bucket start, $2 width, $3 kind, $4..$5 the page's time range; with a
-        rollup, $6..$7 the part it answers and $8 the watermark: events past it are not
-        in the rollup yet. Buckets after the first start on a width boundary; the first
-        may start off one.
+        $1 is the first bucket's start, $2 the width, $3 the kind. Raw events past the
+        watermark (``rolled``) are not in any rollup yet, so they are read raw too.
+        Buckets after the first start on a width boundary; the first may start off one.
         """
         first, last = query.buckets[0][0], query.buckets[-1][1]
-        params: list[Any] = [first, query.width_seconds, query.kind, first, last]
-        if plan is not None:
-            params += [plan.start, plan.end, rolled]
-        where, filter_params = cls._filters(query, len(params) + 1)
+        params: list[Any] = [first, query.width_seconds, query.kind]
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
         columns = ", ".join([*groups, *metrics])
-        raw = f"SELECT ts AS t, {columns} FROM events WHERE kind = $3 AND ts >= {{}} AND ts < {{}}{where}"
+        raw = f"SELECT ts AS t, {columns} FROM events WHERE kind = $3 AND ts >= {{}} AND ts < {{}}"
         if plan is None:
-            source = raw.format("$4", "$5")
+            parts = [raw.format(param(first), param(last))]
         else:
-            source = " UNION ALL ".join(
-                [
-                    raw.format("$4", "$6"),
-                    f"SELECT b AS t, {columns} FROM {plan.rollup.table} WHERE b >= $6 AND b < $7{where}",
-                    raw.format("$6", "$7") + " AND seq > $8",
-                    raw.format("$7", "$5"),
-                ]
-            )
+            parts = [
+                raw.format(param(first), param(plan.start)),
+                raw.format(param(plan.start), param(plan.end)) + f" AND seq > {param(rolled)}",
+                raw.format(param(plan.end), param(last)),
+                *(
+                    f"SELECT b AS t, {columns} FROM {seg.rollup.table} "
+                    f"WHERE b >= {param(seg.start)} AND b < {param(seg.end)}"
+                    for seg in plan.segments
+                ),
+            ]
+        where, filter_params = cls._filters(query, len(params) + 1)
+        source = " UNION ALL ".join(part + where for part in parts)
         select = ", ".join(
             ["greatest(t - t % $2, $1) AS b", *groups, *(f"sum({m})::BIGINT AS {m}" for m in metrics)]
         )
@@ -430,7 +451,7 @@ class DuckDBStore:
 
     def close(self) -> None:
         """Stop the background roller, roll up and compact what is left, and close the file."""
-        self._closing = True
+        self._closing.set()
         self._roll_due.set()
         self._roller.join()
         self.roll()

@@ -68,12 +68,28 @@ ROLLUPS: dict[str, tuple[Rollup, ...]] = {e.name: rollups_for(e) for e in USAGE_
 
 
 @dataclass(frozen=True)
-class Plan:
-    """Read ``rollup`` for ``[start, end)`` and raw events for the rest of the query's range."""
+class Segment:
+    """Read ``rollup`` for ``[start, end)``."""
 
     rollup: Rollup
     start: int
     end: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Rollup segments that together cover ``[start, end)``, coarsest in the middle; raw
+    events answer the rest of the query's range."""
+
+    segments: tuple[Segment, ...]
+
+    @property
+    def start(self) -> int:
+        return min(s.start for s in self.segments)
+
+    @property
+    def end(self) -> int:
+        return max(s.end for s in self.segments)
 
 
 @dataclass(frozen=True)
@@ -83,43 +99,63 @@ class Extent:
     rows: int
     seconds: int
 
-    def rows_in(self, seconds: int) -> float:
-        return self.rows * seconds / max(self.seconds, 1)
+    @property
+    def density(self) -> float:
+        """Rows per second: what reading any stretch of time from the table costs."""
+        return self.rows / max(self.seconds, 1)
+
+
+def _usable(query: Aggregation, rollups: tuple[Rollup, ...]) -> list[Rollup]:
+    """The rollups whose grain divides the bucket width (no rollup row straddles two
+    buckets) and that keep every dimension the query groups or filters by."""
+    if query.gauge or not query.buckets:
+        return []
+    needed = {*query.group_by, *query.filters}
+    return [r for r in rollups if not query.width_seconds % r.grain and needed <= set(r.dimensions)]
+
+
+def _whole_grains(query: Aggregation, grain: int) -> tuple[int, int]:
+    return ceil_to(query.buckets[0][0], grain), floor_to(query.buckets[-1][1], grain)
 
 
 def covering(query: Aggregation, rollups: tuple[Rollup, ...]) -> list[Plan]:
-    """Every rollup that can answer part of ``query``, with the part it answers.
-
-    A rollup covers a query when its grain divides the bucket width (so no rollup row
-    straddles two buckets) and it keeps every dimension the query groups or filters by.
-    The edges of the range that are not whole grains are left to raw events.
-    """
-    if query.gauge or not query.buckets:
-        return []
-    first, last = query.buckets[0][0], query.buckets[-1][1]
-    needed = {*query.group_by, *query.filters}
+    """Every usable rollup alone, over the whole grains of the query's range."""
     plans = []
-    for rollup in rollups:
-        if query.width_seconds % rollup.grain or not needed <= set(rollup.dimensions):
-            continue
-        start, end = ceil_to(first, rollup.grain), floor_to(last, rollup.grain)
+    for rollup in _usable(query, rollups):
+        start, end = _whole_grains(query, rollup.grain)
         if start < end:
-            plans.append(Plan(rollup, start, end))
+            plans.append(Plan((Segment(rollup, start, end),)))
     return plans
 
 
 def choose(
     query: Aggregation, rollups: tuple[Rollup, ...], raw: Extent, extents: Mapping[str, Extent]
 ) -> Plan | None:
-    """The cheapest covering rollup for ``query``, or None when raw events alone are cheaper."""
-    if not query.buckets:
-        return None
-    first, last = query.buckets[0][0], query.buckets[-1][1]
-    best: Plan | None = None
-    best_cost = raw.rows_in(last - first)
-    for plan in covering(query, rollups):
-        extent = extents.get(plan.rollup.table, raw)
-        cost = extent.rows_in(plan.end - plan.start) + raw.rows_in((plan.start - first) + (last - plan.end))
-        if cost < best_cost:
-            best, best_cost = plan, cost
-    return best
+    """The cheapest way to read ``query``: None for raw events alone.
+
+    Each grain contributes its least dense usable rollup, if it is less dense than every
+    finer one kept (and than raw events). The coarsest kept grain answers its whole
+    grains of the range; each finer one the whole grains of its own left at the edges;
+    raw events the rest. So a 31-day query ending mid-afternoon reads 30 daily rows per
+    group, the hours of today, and the minutes of this hour.
+    """
+    levels: list[tuple[Rollup, float]] = []
+    density = {r.table: extents.get(r.table, raw).density for r in rollups}
+    for rollup in sorted(_usable(query, rollups), key=lambda r: (r.grain, density[r.table])):
+        finer = levels[-1] if levels else None
+        if finer is not None and finer[0].grain == rollup.grain:
+            continue  # a less dense rollup of this grain is kept already
+        if density[rollup.table] < (raw.density if finer is None else finer[1]):
+            levels.append((rollup, density[rollup.table]))
+    segments: list[Segment] = []
+    inner: tuple[int, int] | None = None
+    for rollup, _ in reversed(levels):
+        start, end = _whole_grains(query, rollup.grain)
+        if start >= end:
+            continue
+        if inner is None:
+            segments.append(Segment(rollup, start, end))
+        else:
+            segments += [Segment(rollup, a, b) for a, b in ((start, inner[0]), (inner[1], end)) if a < b]
+        inner = (start, end)
+    return Plan(tuple(segments)) if segments else None
