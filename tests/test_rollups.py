@@ -152,7 +152,7 @@ def test_the_router_reads_the_smallest_rollup_that_holds_the_query(store: DuckDB
             "service_tier": "default",
             "input_tokens": i,
         }
-        for i in range(5000)
+        for i in range(40_000)  # enough that a rollup saves reading a few thousand rows
     ]
     store.append(rows(events))
     store.roll()
@@ -181,7 +181,7 @@ def test_coarse_rollups_answer_the_middle_finer_ones_the_edges_and_raw_events_th
     start, end = DAY0 + 1800, DAY0 + 3 * 86400 + 3600 + 600
     q = query("completions", start, end, "1d", ("model",))
     alone = {p.segments[0].rollup.name: p for p in covering(q, ROLLUPS["completions"])}
-    assert set(alone) == {"hour", "day", "day_model"}  # the minute rollup keeps no model
+    assert set(alone) == {"hour", "day", "day_model", "day_priced"}  # the minute rollup keeps no model
     assert (alone["day_model"].start, alone["day_model"].end) == (DAY0 + 86400, DAY0 + 3 * 86400)
     assert (alone["hour"].start, alone["hour"].end) == (DAY0 + 3600, DAY0 + 3 * 86400 + 3600)
 
@@ -214,7 +214,7 @@ def test_coarse_rollups_answer_the_middle_finer_ones_the_edges_and_raw_events_th
 
 def test_kinds_with_fewer_dimensions_keep_distinct_rollups_only() -> None:
     names = {k: [r.name for r in rollups] for k, rollups in ROLLUPS.items()}
-    assert names["completions"] == ["minute", "hour", "day", "day_model", "day_people"]
+    assert names["completions"] == ["minute", "hour", "day", "day_model", "day_people", "day_priced"]
     # Code interpreter sessions carry only the project: the day shapes collapse into one.
     assert names["code_interpreter_sessions"] == ["minute", "hour", "day", "day_model"]
     image_day = next(r for r in ROLLUPS["images"] if r.name == "day")

@@ -123,6 +123,7 @@ class DuckDBStore:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._next_seq = int(self._con.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
+        self._seq_ceiling = self._next_seq - 1
         #: per kind: [events, earliest ts, latest ts], for the router's cost model
         self._spans: dict[str, list[int]] = {
             kind: [n, lo, hi]
@@ -175,6 +176,8 @@ class DuckDBStore:
                             inserted += 1
                     results.append(AppendResult(inserted=inserted, duplicates=len(rows) - inserted))
                 if fresh:
+                    # Before the commit makes them visible: no reader sees a higher number.
+                    self._seq_ceiling = self._next_seq + len(fresh) - 1
                     cursor.register("incoming", _arrow_table(fresh, self._next_seq))
                     try:
                         cursor.execute(self._insert_sql)
@@ -278,13 +281,14 @@ class DuckDBStore:
         else:
             plan = self.plan(query) if using == "auto" else using
 
-            def build(rolled: int) -> tuple[str, list[Any]]:
+            def build(rolled: int | None) -> tuple[str, list[Any]]:
                 sql, params = self._sum_sql(query, groups, metrics, plan, rolled)
                 return f"{sql} ORDER BY {order}", params
 
             rows = self._read(self._cursor(), plan, build)
         n = len(groups)
-        return [(int(r[0]), tuple(r[1 : 1 + n]), tuple(int(v) for v in r[1 + n :])) for r in rows]
+        # The SQL casts every value to BIGINT already: no conversion per value.
+        return [(r[0], r[1 : 1 + n], r[1 + n :]) for r in rows]
 
     @staticmethod
     def _filters(query: Aggregation, first: int) -> tuple[str, list[Any]]:
@@ -302,53 +306,60 @@ class DuckDBStore:
                 params.append(list(values))
         return "".join(f" AND {c}" for c in clauses), params
 
-    @staticmethod
     def _read(
-        cursor: duckdb.DuckDBPyConnection, plan: Plan | None, build: Callable[[int], tuple[str, list[Any]]]
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        plan: Plan | None,
+        build: Callable[[int | None], tuple[str, list[Any]]],
     ) -> list[tuple[Any, ...]]:
-        """Run the query ``build`` makes for the watermark, in the snapshot it was read in."""
+        """Run the query ``build`` makes for the watermark (None: every event visible is
+        rolled up), in the snapshot the watermark was read in."""
         if plan is None:
-            sql, params = build(0)
+            sql, params = build(None)
             return cursor.execute(sql, params).fetchall()
         cursor.execute("BEGIN TRANSACTION")
         try:
-            sql, params = build(RollupTables.watermark(cursor))
+            rolled = RollupTables.watermark(cursor)
+            sql, params = build(rolled if rolled < self._seq_ceiling else None)
             return cursor.execute(sql, params).fetchall()
         finally:
             cursor.execute("COMMIT")
 
     @classmethod
     def _sum_sql(
-        cls, query: Aggregation, groups: list[str], metrics: list[str], plan: Plan | None, rolled: int
+        cls, query: Aggregation, groups: list[str], metrics: list[str], plan: Plan | None, rolled: int | None
     ) -> tuple[str, list[Any]]:
         """Sums per bucket and group, from the plan's rollups and raw events for the rest.
 
-        $1 is the first bucket's start, $2 the width, $3 the kind. Raw events past the
+        $1 is the first bucket's start, $2 the width. Raw events past the
         watermark (``rolled``) are not in any rollup yet, so they are read raw too.
         Buckets after the first start on a width boundary; the first may start off one.
         """
         first, last = query.buckets[0][0], query.buckets[-1][1]
-        params: list[Any] = [first, query.width_seconds, query.kind]
+        params: list[Any] = [first, query.width_seconds]
 
         def param(value: Any) -> str:
             params.append(value)
             return f"${len(params)}"
 
         columns = ", ".join([*groups, *metrics])
-        raw = f"SELECT ts AS t, {columns} FROM events WHERE kind = $3 AND ts >= {{}} AND ts < {{}}"
+        kind = _literal(query.kind)
+        raw = f"SELECT ts AS t, {columns} FROM events WHERE kind = {kind} AND ts >= {{}} AND ts < {{}}"
         if plan is None:
             parts = [raw.format(param(first), param(last))]
         else:
+            # Each part costs DuckDB planning time, so empty ones are left out.
             parts = [
-                raw.format(param(first), param(plan.start)),
-                raw.format(param(plan.start), param(plan.end)) + f" AND seq > {param(rolled)}",
-                raw.format(param(plan.end), param(last)),
-                *(
-                    f"SELECT b AS t, {columns} FROM {seg.rollup.table} "
-                    f"WHERE b >= {param(seg.start)} AND b < {param(seg.end)}"
-                    for seg in plan.segments
-                ),
+                f"SELECT b AS t, {columns} FROM {seg.rollup.table} "
+                f"WHERE b >= {param(seg.start)} AND b < {param(seg.end)}"
+                for seg in plan.segments
             ]
+            if first < plan.start:
+                parts.append(raw.format(param(first), param(plan.start)))
+            if plan.end < last:
+                parts.append(raw.format(param(plan.end), param(last)))
+            if rolled is not None:
+                parts.append(raw.format(param(plan.start), param(plan.end)) + f" AND seq > {param(rolled)}")
         where, filter_params = cls._filters(query, len(params) + 1)
         source = " UNION ALL ".join(part + where for part in parts)
         select = ", ".join(
@@ -396,7 +407,7 @@ class DuckDBStore:
         ]
         select = ", ".join(["lines.b", *output])
 
-        def build(rolled: int) -> tuple[str, list[Any]]:
+        def build(rolled: int | None) -> tuple[str, list[Any]]:
             fine, params = self._sum_sql(base, groups, metrics, plan, rolled)
             sql = (
                 f"WITH fine AS ({fine}), lines AS ({lines}) "

@@ -20,6 +20,9 @@ from .base import Aggregation
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 
+#: a rollup read costs a transaction and more planning: worth it when it saves this many rows
+MIN_ROWS_SAVED = 2_000
+
 #: dimensions with few values: a fixed list, a flag, or a handful of tiers
 FEW_VALUES = ("batch", "service_tier", "size", "source", "context_level")
 
@@ -30,6 +33,8 @@ SHAPES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("day", DAY, ("project_id", "model", *FEW_VALUES)),
     ("day_model", DAY, ("model", *FEW_VALUES)),
     ("day_people", DAY, ("project_id", "user_id", "api_key_id")),
+    # what costs are priced from: each line is rounded at this grain before any sum
+    ("day_priced", DAY, ("project_id", "api_key_id", "model", *FEW_VALUES)),
 )
 
 
@@ -158,4 +163,5 @@ def choose(
         else:
             segments += [Segment(rollup, a, b) for a, b in ((start, inner[0]), (inner[1], end)) if a < b]
         inner = (start, end)
-    return Plan(tuple(segments)) if segments else None
+    saved = sum((raw.density - density[s.rollup.table]) * (s.end - s.start) for s in segments)
+    return Plan(tuple(segments)) if saved >= MIN_ROWS_SAVED else None
