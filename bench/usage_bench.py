@@ -310,7 +310,14 @@ def main() -> None:
     (events,) = stored.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
     stored.execute("CHECKPOINT")
     disk = sum(p.stat().st_size for p in folder.glob("bench.duckdb*"))
-    print(f"disk: {disk / events:.1f} bytes per event ({disk / 1e6:.0f} MB for {events:,} events)")
+    (block_size, used_blocks) = stored.execute(
+        "SELECT block_size, used_blocks FROM pragma_database_size()"
+    ).fetchone()  # type: ignore[misc]
+    used = block_size * used_blocks
+    print(
+        f"disk: {disk / events:.1f} bytes per event ({disk / 1e6:.0f} MB for {events:,} events); "
+        f"{used / events:.1f} in blocks in use, the rest free blocks DuckDB reuses"
+    )
     print(
         f"peak server memory: {int(memory) / 1024:.0f} MiB"
         if memory != "?"

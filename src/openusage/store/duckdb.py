@@ -10,6 +10,7 @@ that are not whole grains of that rollup.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,9 @@ log = logging.getLogger("openusage.store")
 #: seconds between rolls; events committed meanwhile are read raw, so this only trades
 #: a little query work for fewer, larger rolls
 ROLL_INTERVAL = 0.2
+#: DuckDB checkpoints by itself only when no other transaction is running, which a busy
+#: server with a roller seldom sees; past this much write-ahead log the roller asks for one
+CHECKPOINT_WAL_BYTES = 64 * 2**20
 
 
 def _schema() -> str:
@@ -206,10 +210,19 @@ class DuckDBStore:
                 self.roll(cursor=cursor)
                 if self._rollups.due():
                     self.compact(cursor=cursor)
+                if self._wal_bytes() > CHECKPOINT_WAL_BYTES:
+                    with self._write_lock:  # DuckDB refuses while a write is under way
+                        cursor.execute("CHECKPOINT")
             except duckdb.Error:  # the events are safe; the next roll tries again
                 log.exception("rolling up events failed")
             self._closing.wait(ROLL_INTERVAL)  # let events gather, so each roll folds in many
         cursor.close()
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.path.getsize(self._path + ".wal")
+        except OSError:
+            return 0
 
     def roll(self, *, cursor: duckdb.DuckDBPyConnection | None = None) -> int:
         """Fold the events committed since the last roll into the rollups; how many.

@@ -6,9 +6,8 @@ every rollup and moves the watermark, in one transaction; a query reads the roll
 the raw events past the watermark in one snapshot, so each event counts exactly once.
 
 Rolling appends one row per (grain, group) of the events it folds in; compaction then
-merges the rows of the buckets touched since it last ran. It runs in its own
-transaction: DuckDB's snapshots mean it merges exactly the rows that existed when it
-began, while ingestion goes on.
+rewrites a table with one row per group. It runs in its own transaction while ingestion
+and queries go on: DuckDB's snapshots show each query the table before or after.
 """
 
 from __future__ import annotations
@@ -51,20 +50,27 @@ def _fill_sql(rollup: Rollup) -> str:
 
 
 class RollupTables:
-    """The watermark, and which buckets of each table hold rows not yet compacted."""
+    """The watermark, and how many rows of each table are not compacted yet."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._dirty: dict[str, set[int]] = {r.table: set() for r in ALL_ROLLUPS}
-        self._pending: dict[str, int] = dict.fromkeys(self._dirty, 0)
+        #: rows appended to each table since it was last compacted
+        self._pending: dict[str, int] = {r.table: 0 for r in ALL_ROLLUPS}
         #: rows in each table, for the router's cost model
-        self.rows: dict[str, int] = dict.fromkeys(self._dirty, 0)
+        self.rows: dict[str, int] = dict.fromkeys(self._pending, 0)
 
     @staticmethod
     def watermark(cursor: duckdb.DuckDBPyConnection) -> int:
         """The last event sequence number every rollup holds, in the cursor's snapshot."""
-        (rolled,) = cursor.execute("SELECT rolled FROM rollup_state").fetchone()  # type: ignore[misc]
+        (rolled,) = cursor.execute("SELECT max(rolled) FROM rollup_state").fetchone()  # type: ignore[misc]
         return int(rolled)
+
+    @staticmethod
+    def _set_watermark(cursor: duckdb.DuckDBPyConnection, rolled: int) -> None:
+        # Insert and delete rather than update: in DuckDB 2.0 an UPDATE here left the
+        # database unable to checkpoint ("other write transactions active").
+        cursor.execute("INSERT INTO rollup_state VALUES (?)", [rolled])
+        cursor.execute("DELETE FROM rollup_state WHERE rolled <> ?", [rolled])
 
     def open(self, cursor: duckdb.DuckDBPyConnection) -> None:
         """Create missing tables and rebuild any whose definition changed, up to the watermark."""
@@ -100,14 +106,13 @@ class RollupTables:
         try:
             (last,) = cursor.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()  # type: ignore[misc]
             self._recreate(cursor, ALL_ROLLUPS, last)
-            cursor.execute("UPDATE rollup_state SET rolled = ?", [last])
+            self._set_watermark(cursor, last)
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
         with self._lock:
-            for table in self._dirty:
-                self._dirty[table] = set()
+            for table in self._pending:
                 self._pending[table] = 0
         self._count(cursor, ALL_ROLLUPS)
 
@@ -127,7 +132,7 @@ class RollupTables:
     def roll(self, cursor: duckdb.DuckDBPyConnection, upto: int) -> int:
         """Fold the events past the watermark, up to sequence number ``upto``, into the
         rollups; the events folded. Every event up to ``upto`` must be committed."""
-        touched: list[tuple[str, list[int]]] = []
+        added: list[tuple[str, int]] = []
         cursor.execute("BEGIN TRANSACTION")
         try:
             rolled = self.watermark(cursor)
@@ -139,18 +144,17 @@ class RollupTables:
             ).fetchall()
             for (kind,) in kinds:
                 for rollup in ROLLUPS.get(kind, ()):
-                    added = cursor.execute(f"{_fill_sql(rollup)} RETURNING b", [rolled, upto]).fetchall()
-                    touched.append((rollup.table, [b for (b,) in added]))
-            cursor.execute("UPDATE rollup_state SET rolled = ?", [upto])
+                    (count,) = cursor.execute(_fill_sql(rollup), [rolled, upto]).fetchone()  # type: ignore[misc]
+                    added.append((rollup.table, int(count)))
+            self._set_watermark(cursor, upto)
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
         with self._lock:
-            for table, buckets in touched:
-                self._dirty[table].update(buckets)
-                self._pending[table] += len(buckets)
-                self.rows[table] += len(buckets)
+            for table, count in added:
+                self._pending[table] += count
+                self.rows[table] += count
         return upto - rolled
 
     def due(self) -> bool:
@@ -162,10 +166,13 @@ class RollupTables:
         return self._pending[table] >= max(COMPACT_MIN_ROWS, self.rows[table] // 4)
 
     def compact(self, cursor: duckdb.DuckDBPyConnection, force: bool) -> int:
-        """Merge the rows of every touched bucket into one row per group; the tables compacted.
+        """Rewrite tables with one row per bucket and group, in time order; how many.
 
-        Without ``force``, only the tables that are due. The caller makes sure no roll
-        runs meanwhile, so that the touched buckets named here hold all new rows.
+        Without ``force``, only the tables that are due. A whole table is rewritten,
+        not its touched buckets: DuckDB frees the room of wholly deleted row groups, not
+        of rows deleted here and there, which would grow the file with every compaction. A
+        table is due once its new rows are a quarter of it, so the rewriting costs a
+        bounded amount per row rolled up. The caller makes sure no roll runs meanwhile.
         """
         done = 0
         for rollup in ALL_ROLLUPS:
@@ -174,29 +181,24 @@ class RollupTables:
                 pending = self._pending[table]
                 if not pending or not (force or self._is_due(table)):
                     continue
-                buckets, self._dirty[table], self._pending[table] = sorted(self._dirty[table]), set(), 0
+                self._pending[table] = 0
             cursor.execute("BEGIN TRANSACTION")
             try:
-                self._merge(cursor, rollup, buckets)
+                # A temporary table, not a new one renamed: in DuckDB 2.0 renaming a table
+                # left the database unable to checkpoint.
+                cursor.execute(
+                    f"CREATE TEMP TABLE compacted AS SELECT {_groups(rollup)}, {_sums(rollup)} "
+                    f"FROM {table} GROUP BY {_groups(rollup)}"
+                )
+                cursor.execute(f"DELETE FROM {table}")
+                cursor.execute(f"INSERT INTO {table} SELECT * FROM compacted ORDER BY b")
+                cursor.execute("DROP TABLE compacted")
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
                 with self._lock:  # the rows are still there; try again another time
-                    self._dirty[table].update(buckets)
                     self._pending[table] += pending
                 raise
             self._count(cursor, [rollup])
             done += 1
         return done
-
-    @staticmethod
-    def _merge(cursor: duckdb.DuckDBPyConnection, rollup: Rollup, buckets: list[int]) -> None:
-        touched = "b IN (SELECT unnest($1::BIGINT[]))"
-        cursor.execute(
-            f"CREATE TEMP TABLE compacting AS SELECT {_groups(rollup)}, {_sums(rollup)} "
-            f"FROM {rollup.table} WHERE {touched} GROUP BY {_groups(rollup)}",
-            [buckets],
-        )
-        cursor.execute(f"DELETE FROM {rollup.table} WHERE {touched}", [buckets])
-        cursor.execute(f"INSERT INTO {rollup.table} SELECT * FROM compacting")
-        cursor.execute("DROP TABLE compacting")
