@@ -37,8 +37,10 @@ class Settings:
     rate_limit_per_minute: int | None = None
     #: a TOML file of prices that take precedence over the bundled price book
     prices_path: Path | None = None
-    #: the memory DuckDB may use for caching and queries before it spills to disk
-    db_memory_limit: str = "512MB"
+    #: the memory DuckDB may use before it spills to disk (None: DuckDB's own, 80% of RAM).
+    #: The unique index on event ids stays in memory and grows with the events, so a
+    #: bound must leave room for it.
+    db_memory_limit: str | None = None
     #: events may lie at most this far in the future (clock skew between gateways)
     max_future_seconds: int = 86_400
 

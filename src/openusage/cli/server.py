@@ -34,7 +34,8 @@ from .common import settings as _settings
 @click.option(
     "--memory-limit",
     default=None,
-    help="Memory the database may use before it spills to disk, like 512MB or 2GB (default 512MB).",
+    help="Memory the database may use before it spills to disk, like 2GB (default: 80% of RAM). "
+    "The index of event ids stays in memory and grows with the events: leave room for it.",
 )
 @PRICES_OPTION
 def serve(

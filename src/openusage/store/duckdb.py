@@ -116,11 +116,14 @@ def _check_column(name: str) -> str:
 class DuckDBStore:
     """Events in one DuckDB file; safe to share between threads."""
 
-    def __init__(self, path: Path | str, *, memory_limit: str = "512MB") -> None:
+    def __init__(self, path: Path | str, *, memory_limit: str | None = None) -> None:
         self._path = str(path)
-        _check_memory_limit(memory_limit)
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if memory_limit is not None:
+            _check_memory_limit(memory_limit)
+            config["memory_limit"] = memory_limit
         try:
-            self._con = duckdb.connect(self._path, config={"memory_limit": memory_limit})
+            self._con = duckdb.connect(self._path, config=config)
             self._con.execute(_schema())
         except duckdb.Error as exc:
             raise StoreUnavailable(_why(self._path, exc)) from exc
