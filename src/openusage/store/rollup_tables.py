@@ -168,11 +168,11 @@ class RollupTables:
     def compact(self, cursor: duckdb.DuckDBPyConnection, force: bool) -> int:
         """Rewrite tables with one row per bucket and group, in time order; how many.
 
-        Without ``force``, only the tables that are due. A whole table is rewritten,
-        not its touched buckets: DuckDB frees the room of wholly deleted row groups, not
-        of rows deleted here and there, which would grow the file with every compaction. A
-        table is due once its new rows are a quarter of it, so the rewriting costs a
-        bounded amount per row rolled up. The caller makes sure no roll runs meanwhile.
+        Without ``force``, only the tables that are due. A whole table is rewritten, not
+        its touched buckets: deleting rows here and there left DuckDB with ever more
+        partly empty row groups. A table is due once its new rows are a quarter of it, so
+        rewriting costs a bounded amount per row rolled up. The caller makes sure no
+        roll runs meanwhile.
         """
         done = 0
         for rollup in ALL_ROLLUPS:
