@@ -329,12 +329,12 @@ def test_a_changed_or_damaged_rollup_is_rebuilt_from_raw_events(tmp_path: Path) 
     con.close()
 
 
-def test_the_database_can_checkpoint_after_rolling_and_compacting(store: DuckDBStore) -> None:
+def test_the_database_can_checkpoint_after_rolling_compacting_and_rebuilding(store: DuckDBStore) -> None:
     # DuckDB folds its write-ahead log into the file only when no write is under way; the
     # roller's own writes must not leave one behind, or the log grows without end.
     store.append(rows([{"id": f"k{i}", "type": "completions", "timestamp": DAY0 + i} for i in range(100)]))
-    store.roll()
-    store.compact(force=True)
     cursor = store._con.cursor()
-    cursor.execute("CHECKPOINT")
+    for maintain in (store.roll, lambda: store.compact(force=True), store.rebuild_rollups):
+        maintain()
+        cursor.execute("CHECKPOINT")
     cursor.close()

@@ -3,8 +3,8 @@
 Each event kind uses the columns its catalogue entry names; the others stay NULL, which a
 columnar file stores almost for free. Raw events are kept for idempotency and so that
 the pre-aggregated rollups (``rollup_tables``) can be rebuilt from them. A query reads
-the rollup the router picks (``rollups.choose``) and raw events for the edges of its range
-that are not whole grains of that rollup.
+the rollups the router picks (``rollups.choose``), and raw events for the edges of its
+range that no rollup grain covers and for the events not rolled up yet.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ class DuckDBStore:
             cursor.close()
 
     def plan(self, query: Aggregation) -> Plan | None:
-        """The rollup that would answer ``query``, or None for raw events alone."""
+        """The rollups that would answer ``query``, or None for raw events alone."""
         span = self._spans.get(query.kind)
         if span is None:
             return None
@@ -281,7 +281,7 @@ class DuckDBStore:
     def aggregate(
         self, query: Aggregation, *, using: Plan | Literal["auto"] | None = "auto"
     ) -> list[AggregateRow]:
-        """``using`` names the rollup to read (None: raw events only); by default the router's."""
+        """``using`` is the plan to read by (None: raw events only); by default the router's."""
         if not query.buckets:
             return []
         groups = [_check_column(g) for g in query.group_by]

@@ -105,7 +105,12 @@ class RollupTables:
         cursor.execute("BEGIN TRANSACTION")
         try:
             (last,) = cursor.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()  # type: ignore[misc]
-            self._recreate(cursor, ALL_ROLLUPS, last)
+            # Emptied and filled, not dropped and created: the tables match their
+            # definitions already (``open`` saw to it), and a dropped table left DuckDB
+            # 2.0 refusing to checkpoint.
+            for rollup in ALL_ROLLUPS:
+                cursor.execute(f"DELETE FROM {rollup.table}")
+                cursor.execute(_fill_sql(rollup), [0, last])
             self._set_watermark(cursor, last)
             cursor.execute("COMMIT")
         except BaseException:
