@@ -69,6 +69,22 @@ service_tier = "priority"
 usd_per_million = 20
 [[price]]
 model = "m-test"
+item = "cache write 12h"
+usd_per_million = 6
+[[price]]
+model = "m-test"
+item = "cached image input"
+usd_per_million = "0.5"
+[[price]]
+model = "m-test"
+item = "cached audio input"
+usd_per_million = 8
+[[price]]
+model = "r-test"
+item = "input"
+usd_per_million = "0.0123"
+[[price]]
+model = "m-test"
 item = "audio input"
 usd_per_million = 40
 [[price]]
@@ -130,7 +146,49 @@ def hand_events() -> list[dict[str, Any]]:
         # Day three: output costs $12 a million from then on.
         event("completions", DAY0 + 2 * DAY + 60, "c6", model="m-test", input_tokens=0,
               output_tokens=100_000, **P1),
+        *MODALITY_EVENTS,
+        *ROUNDING_EVENTS,
     ]  # fmt: skip
+
+
+MODALITY_DAY = DAY0 + 10 * DAY
+# Shaped exactly like OpenAI's result fields (every count given). c7: all its images came
+# from the cache (cached image tokens above the uncached image count of 0), cache writes of
+# both retentions, attributed to the Agents API. c8: cached and uncached audio, no source.
+MODALITY_EVENTS = [
+    event("completions", MODALITY_DAY + 60, "c7", model="m-test", user_id="u1", api_source="agents_api",
+          input_tokens=1_000_000, input_cached_tokens=600_000, input_cached_text_tokens=0,
+          input_cached_audio_tokens=0, input_cached_image_tokens=600_000, input_cache_write_tokens=150_000,
+          input_cache_write_30m_tokens=100_000, input_cache_write_12h_tokens=50_000,
+          input_uncached_tokens=250_000, input_text_tokens=250_000, input_audio_tokens=0,
+          input_image_tokens=0, output_tokens=100_000, output_text_tokens=100_000, output_audio_tokens=0,
+          output_image_tokens=0, **P1),
+    event("completions", MODALITY_DAY + 120, "c8", model="m-test", user_id="u2", input_tokens=500_000,
+          input_cached_tokens=200_000, input_cached_audio_tokens=200_000, input_audio_tokens=100_000,
+          output_tokens=100_000, output_audio_tokens=40_000, project_id="p2", api_key_id="k2"),
+]  # fmt: skip
+# By hand, output at $12/M (after 2024-03-03): c7 = 0.5 input + 0.3 cache write + 0.3 12-hour
+# cache write + 0.3 cached image input + 1.2 output = 2.6; c8 = 0.4 input (200k text) + 1.6
+# cached audio + 4 audio input + 0.72 output (60k text) + 3.2 audio output = 9.92.
+MODALITY_ITEMS = {
+    "m-test, input": ("0.9", 450_000),
+    "m-test, cache write": ("0.3", 100_000),
+    "m-test, cache write 12h": ("0.3", 50_000),
+    "m-test, cached image input": ("0.3", 600_000),
+    "m-test, cached audio input": ("1.6", 200_000),
+    "m-test, audio input": ("4", 100_000),
+    "m-test, output": ("1.92", 160_000),
+    "m-test, audio output": ("3.2", 40_000),
+    "vector store storage": ("0.4", 48),  # the store of day one, carried forward
+}
+
+ROUNDING_DAY = DAY0 + 12 * DAY
+# 5 tokens at $0.0123/M cost $0.0000000615 each: every line is rounded to a billionth
+# before any sum, so two of them make $0.000000124, not the $0.000000123 of a sum rounded.
+ROUNDING_EVENTS = [
+    event("completions", ROUNDING_DAY + 60, "r1", model="r-test", input_tokens=5, project_id="p3"),
+    event("completions", ROUNDING_DAY + 60, "r2", model="r-test", input_tokens=5, project_id="p4"),
+]
 
 
 # Worked out by hand: (amount, quantity, unit) per line item on day one.
@@ -203,14 +261,21 @@ def test_day_totals_and_a_price_change_in_the_middle_of_the_period(costs_server:
     assert items["m-test, output"] == Decimal("1.2")  # 100k at the new $12/M, not $10/M
 
 
+COSTS_GROUPS = ["project_id", "user_id", "line_item", "api_key_id", "api_source"]
+
+
 @pytest.mark.parametrize(
     "group_by",
-    [list(c) for n in (1, 2, 3) for c in combinations(["project_id", "line_item", "api_key_id"], n)],
+    [list(c) for n in (1, 2, 3, 5) for c in combinations(COSTS_GROUPS, n)],
     ids=lambda g: "+".join(g),
 )
 def test_every_grouping_sums_to_the_same_total_exactly(costs_server: Server, group_by: list[str]) -> None:
     page = exact(costs_server, {"start_time": DAY0, "end_time": DAY0 + 3 * DAY, "group_by": group_by})
     assert day_totals(page) == DAY_TOTALS
+    modality = exact(
+        costs_server, {"start_time": MODALITY_DAY, "end_time": MODALITY_DAY + DAY, "group_by": group_by}
+    )
+    assert day_totals(modality) == [Decimal("12.92")]
     for bucket in page["data"]:
         keys = [tuple(r[g] for g in group_by) for r in bucket["results"]]
         assert len(keys) == len(set(keys))
@@ -260,7 +325,7 @@ def test_costs_parameters_are_checked(costs_server: Server) -> None:
         ({"bucket_width": "1h"}, "bucket_width"),
         ({"limit": 181}, "limit"),
         ({"group_by": "model"}, "group_by"),
-        ({"group_by": "user_id"}, "group_by"),
+        ({"group_by": "size"}, "group_by"),
     ):
         response = costs_server.get(COSTS, {"start_time": DAY0, **params})
         assert response.status_code == 400 and response.json()["error"]["param"] == param
@@ -380,3 +445,81 @@ def test_our_client_walks_costs_pages(costs_server: Server) -> None:
         rows = page.to_rows()
     assert len({r["start_time"] for r in rows}) == 3
     assert sum(Decimal(str(r["amount_value"])) for r in rows) == sum(DAY_TOTALS)
+
+
+def test_openai_shaped_events_charge_every_token_once(costs_server: Server) -> None:
+    page = exact(
+        costs_server, {"start_time": MODALITY_DAY, "end_time": MODALITY_DAY + DAY, "group_by": "line_item"}
+    )
+    got = {r["line_item"]: (r["amount"]["value"], r["quantity"]) for r in page["data"][0]["results"]}
+    assert got == {name: (Decimal(a), Decimal(q)) for name, (a, q) in MODALITY_ITEMS.items()}
+
+
+@pytest.mark.parametrize(
+    ("group", "wanted"),
+    [
+        # Vector storage has neither a user nor a source.
+        ("user_id", {"u1": "2.6", "u2": "9.92", None: "0.4"}),
+        ("api_source", {"agents_api": "2.6", "unlabeled": "9.92", None: "0.4"}),
+    ],
+)
+def test_costs_by_user_and_by_source(costs_server: Server, group: str, wanted: dict[str | None, str]) -> None:
+    page = exact(
+        costs_server, {"start_time": MODALITY_DAY, "end_time": MODALITY_DAY + DAY, "group_by": group}
+    )
+    got = {r[group]: r["amount"]["value"] for r in page["data"][0]["results"]}
+    assert got == {k: Decimal(v) for k, v in wanted.items()}
+    assert all(
+        r["user_id" if group == "api_source" else "api_source"] is None for r in page["data"][0]["results"]
+    )
+
+
+def test_each_line_is_rounded_to_a_billionth_before_any_sum(costs_server: Server) -> None:
+    window = {"start_time": ROUNDING_DAY, "end_time": ROUNDING_DAY + DAY, "project_ids": ["p3", "p4"]}
+    by_project = exact(costs_server, {**window, "group_by": "project_id"})
+    assert {r["project_id"]: r["amount"]["value"] for r in by_project["data"][0]["results"]} == {
+        "p3": Decimal("0.000000062"),
+        "p4": Decimal("0.000000062"),
+    }
+    assert day_totals(exact(costs_server, window)) == [Decimal("0.000000124")]
+
+
+@pytest.mark.parametrize(
+    ("line_items", "wanted"),
+    [
+        (["m-test, input"], {"m-test, input"}),
+        (["m-test, input", "m-test, audio output"], {"m-test, input", "m-test, audio output"}),
+        (["zz-no-such"], set()),
+        (["m-test,input"], set()),  # exact names only: no trimming, no splitting
+        (["m-test"], set()),
+        ([" m-test, input"], set()),
+    ],
+)
+def test_the_line_items_filter_keeps_exactly_the_named_lines(
+    costs_server: Server, line_items: list[str], wanted: set[str]
+) -> None:
+    window = {"start_time": MODALITY_DAY, "end_time": MODALITY_DAY + DAY}
+    for encoding in ("line_items[]", "line_items"):  # brackets, and the repeated key
+        page = exact(costs_server, {**window, encoding: line_items, "group_by": "line_item"})
+        results = page["data"][0]["results"]
+        assert {r["line_item"] for r in results} == wanted
+        ungrouped = exact(costs_server, {**window, encoding: line_items})
+        assert day_totals(ungrouped) == [sum((Decimal(MODALITY_ITEMS[n][0]) for n in wanted), Decimal(0))]
+
+
+def test_a_line_item_sent_unencoded_on_one_key_is_not_split(costs_server: Server) -> None:
+    """Line item names hold a comma, so ``line_items=m-test, input`` is one name."""
+    query = f"start_time={MODALITY_DAY}&end_time={MODALITY_DAY + DAY}&line_items=m-test, input"
+    with costs_server.client() as c:
+        response = c.get(f"{COSTS}?{query}")
+    assert response.status_code == 200, response.text
+    body = json.loads(response.text, parse_float=Decimal, parse_int=Decimal)
+    assert day_totals(body) == [Decimal("0.9")]
+
+
+def test_the_unpriced_line_can_be_filtered_on(costs_server: Server) -> None:
+    page = exact(
+        costs_server,
+        {"start_time": DAY0, "end_time": DAY0 + DAY, "line_items[]": "no-price-model, input (unpriced)"},
+    )
+    assert day_totals(page) == [Decimal(0)] and len(page["data"][0]["results"]) == 1

@@ -53,7 +53,7 @@ def sample_events(endpoint: Endpoint, day0: int) -> list[dict[str, Any]]:
             fields[d.name] = values[d.name][i % len(values[d.name])]
         for m in endpoint.metrics:
             fields[m.name] = (i + 1) * (100 if m.name != "num_model_requests" else 1)
-        if endpoint.name == "completions":
+        if "input_uncached_tokens" in endpoint.metric_names:  # completions, decisions
             fields["input_cached_tokens"] = (i + 1) * 10
             for name in (
                 "input_uncached_tokens",

@@ -169,8 +169,9 @@ def test_the_router_reads_the_smallest_rollup_that_holds_the_query(store: DuckDB
     assert used(query("completions", DAY0, end - 86400, "1h", ("project_id", "model"))) == "hour"
     # Whole days from the daily rollup, the rest of the last day from the hourly one.
     assert used(query("completions", DAY0, end - 7200, "1d", ("model",))) == "day_model+hour"
-    # No rollup keeps the user with the model, and none is finer than a minute.
-    assert used(query("completions", DAY0, end, "1d", ("user_id", "model"))) is None
+    # Costs' grain keeps the user with the model; no hourly rollup keeps the user.
+    assert used(query("completions", DAY0, end, "1d", ("user_id", "model"))) == "day_priced"
+    assert used(query("completions", DAY0, end - 86400, "1h", ("user_id",))) is None
     # A range shorter than any grain it could use reads raw events.
     assert used(query("completions", DAY0 + 10, DAY0 + 50, "1m")) is None
     # A gauge is never summed ahead.

@@ -35,10 +35,24 @@ def official_parameters(path: str) -> dict[str, dict[str, Any]]:
     return {p["name"]: p["schema"] for p in OFFICIAL["paths"][path]["get"]["parameters"]}
 
 
-@pytest.mark.parametrize("endpoint", USAGE_ENDPOINTS, ids=lambda e: e.name)
+# What the official clients of late 2026 (openai-python 3.57 types) added to the bundled
+# spec (2.3.0): per endpoint, new group_by fields, result fields and filters.
+# ``test_official_client.py`` checks these against the installed client itself.
+LATE_2026_GROUP_BY = {"completions": ["api_source"], "web_search_calls": ["api_source"]}
+LATE_2026_FIELDS = {
+    "completions": {"api_source", "input_cache_write_30m_tokens", "input_cache_write_12h_tokens"},
+    "web_search_calls": {"api_source"},
+}
+# Not in the bundled spec at all; the official client's strict types check its answers.
+SPEC_PREDATES = {"decisions"}
+IN_SPEC = [e for e in USAGE_ENDPOINTS if e.name not in SPEC_PREDATES]
+
+
+@pytest.mark.parametrize("endpoint", IN_SPEC, ids=lambda e: e.name)
 def test_catalogue_matches_the_official_spec(endpoint: Endpoint) -> None:
     params = official_parameters(endpoint.path)
-    assert params["group_by"]["items"]["enum"] == list(endpoint.group_fields)
+    official_group_by = params["group_by"]["items"]["enum"] + LATE_2026_GROUP_BY.get(endpoint.name, [])
+    assert official_group_by == list(endpoint.group_fields)
     assert params["bucket_width"]["enum"] == list(endpoint.widths)
     official_filters = set(params) - {"start_time", "end_time", "bucket_width", "group_by", "limit", "page"}
     assert official_filters == set(endpoint.filters)
@@ -49,18 +63,29 @@ def test_catalogue_matches_the_official_spec(endpoint: Endpoint) -> None:
             assert dimension.values is not None and set(enum) <= set(dimension.values)
     schema = OFFICIAL["components"]["schemas"][endpoint.schema_name]
     assert schema["properties"]["object"]["enum"] == [endpoint.result_object]
-    assert set(schema["properties"]) == {"object", *endpoint.metric_names, *endpoint.group_fields}
+    official_fields = set(schema["properties"]) | LATE_2026_FIELDS.get(endpoint.name, set())
+    assert official_fields == {"object", *endpoint.metric_names, *endpoint.group_fields}
+
+
+def test_decisions_are_completions_shaped() -> None:
+    completions, decisions = (
+        BY_PATH["/organization/usage/completions"],
+        BY_PATH["/organization/usage/decisions"],
+    )
+    assert decisions.result_object == "organization.usage.decisions.result"
+    assert (decisions.metrics, decisions.dimensions) == (completions.metrics, completions.dimensions)
 
 
 def test_costs_entry_matches_the_official_spec() -> None:
     costs = BY_PATH["/organization/costs"]
     params = official_parameters(costs.path)
-    assert params["group_by"]["items"]["enum"] == list(costs.group_fields)
-    assert set(costs.filters) == {"project_ids", "api_key_ids"}
+    # Late 2026: user_id and api_source grouping, and the line_items filter.
+    assert set(params["group_by"]["items"]["enum"]) | {"user_id", "api_source"} == set(costs.group_fields)
+    assert set(costs.filters) == {"project_ids", "api_key_ids", "line_items"}
     assert costs.limits["1d"].maximum == 180 and costs.limits["1d"].default == 7
 
 
-@pytest.mark.parametrize("endpoint", USAGE_ENDPOINTS, ids=lambda e: e.name)
+@pytest.mark.parametrize("endpoint", IN_SPEC, ids=lambda e: e.name)
 def test_every_response_validates_against_the_official_and_our_own_schema(
     server: Server, endpoint: Endpoint
 ) -> None:
@@ -152,4 +177,10 @@ def test_result_fields_cover_the_late_2025_capture(server: Server) -> None:
     )
     (ours,) = page["data"][1]["results"]
     assert {k: ours[k] for k in captured} == captured
-    assert set(ours) - set(captured) == {"input_cache_write_tokens"}
+    # Newer fields: cache writes (none here) and the source, unlabeled when not grouped by.
+    assert {k: ours[k] for k in set(ours) - set(captured)} == {
+        "input_cache_write_tokens": 0,
+        "input_cache_write_30m_tokens": 0,
+        "input_cache_write_12h_tokens": 0,
+        "api_source": None,
+    }

@@ -73,6 +73,14 @@ BAD_PARAMETERS = [
     ({"start_time": "-5"}, "start_time"),
     ({"start_time": str(10**20)}, "start_time"),
     ({"start_time": ["1", "2"]}, "start_time"),
+    # Only plain ASCII digits: no sign, no underscores, no other script's digits.
+    ({"start_time": "+1795000000"}, "start_time"),
+    ({"start_time": "1_795_000_000"}, "start_time"),
+    ({"start_time": "١٧٩٥٠٠٠٠٠٠"}, "start_time"),
+    ({"start_time": " 1795000000"}, "start_time"),
+    ({"start_time": 1_600_000_000, "end_time": "+1700000000"}, "end_time"),
+    ({"start_time": 1_600_000_000, "limit": "+5"}, "limit"),
+    ({"start_time": 1_600_000_000, "limit": "٥"}, "limit"),
     ({"start_time": 1_600_000_000, "end_time": 1_600_000_000}, "end_time"),
     ({"start_time": 1_600_000_000, "end_time": 1_500_000_000}, "end_time"),
     ({"start_time": 1_600_000_000, "end_time": "soon"}, "end_time"),
@@ -122,6 +130,17 @@ def test_thousands_of_filter_values_are_refused_clearly(server: Server) -> None:
         COMPLETIONS, [("start_time", "1600000000"), *(("models", f"m{i}") for i in range(5000))]
     )
     check_error(response, 400, "models")
+
+
+def test_an_array_takes_at_most_a_thousand_values(server: Server) -> None:
+    def models(n: int) -> httpx.Response:
+        return server.get(
+            COMPLETIONS, [("start_time", "1600000000"), *(("models[]", f"m{i}") for i in range(n))]
+        )
+
+    assert models(1000).status_code == 200
+    error = check_error(models(1001), 400, "models")
+    assert "1000" in error["message"]
 
 
 def test_unknown_parameters_are_ignored(server: Server) -> None:

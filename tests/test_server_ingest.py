@@ -84,9 +84,12 @@ def test_completions_token_identities_are_derived(server: Server) -> None:
     page = server.page("/organization/usage/completions", {"start_time": day0, "end_time": day0 + DAY})
     (r,) = page["data"][0]["results"]
     assert r["input_uncached_tokens"] == 300
-    assert r["input_text_tokens"] == 950
+    # Under the official definitions the 50 audio tokens are uncached audio input.
+    assert r["input_text_tokens"] == 250
     assert r["input_cached_text_tokens"] == 580
     assert r["output_text_tokens"] == 260
+    # Writes not split by retention are taken as 30-minute writes (ours).
+    assert (r["input_cache_write_30m_tokens"], r["input_cache_write_12h_tokens"]) == (100, 0)
 
 
 def test_ingest_only_key_writes_and_revoked_key_stops_at_once(server: Server) -> None:
@@ -141,12 +144,31 @@ INVALID_EVENTS: list[tuple[dict[str, Any] | Any, str]] = [
     ({**GOOD, "input_tokens": 10**30}, "input_tokens"),
     ({**GOOD, "output_tokens": 10**13}, "output_tokens"),
     ({**GOOD, "input_cached_tokens": 11}, "input_cached_tokens"),
-    ({**GOOD, "input_uncached_tokens": 3}, "input_uncached_tokens"),
+    ({**GOOD, "input_uncached_tokens": 3}, "input_tokens"),
     ({**GOOD, "output_audio_tokens": 3}, "output_audio_tokens"),
+    # 6 of the 10 input tokens are cached, so at most 4 are uncached audio.
     (
         {**GOOD, "input_audio_tokens": 5, "input_cached_tokens": 6, "input_cached_audio_tokens": 6},
-        "input_cached_audio_tokens",
+        "input_audio_tokens",
     ),
+    ({**GOOD, "input_cached_tokens": 2, "input_cached_image_tokens": 3}, "input_cached_image_tokens"),
+    (
+        {**GOOD, "input_cache_write_tokens": 2, "input_cache_write_12h_tokens": 3},
+        "input_cache_write_12h_tokens",
+    ),
+    (
+        {
+            **GOOD,
+            "input_cache_write_tokens": 2,
+            "input_cache_write_30m_tokens": 1,
+            "input_cache_write_12h_tokens": 2,
+        },
+        "input_cache_write_tokens",
+    ),
+    ({**GOOD, "input_cache_write_30m_tokens": 11}, "input_cache_write_tokens"),
+    ({**GOOD, "input_text_tokens": 4, "input_uncached_tokens": 5}, "input_uncached_tokens"),
+    ({**GOOD, "api_source": "web"}, "api_source"),
+    ({"type": "embeddings", "api_source": "agents_api"}, "api_source"),
     ({**GOOD, "input_cached_tokens": 8, "input_audio_tokens": 5}, "input_audio_tokens"),
     ({**GOOD, "input_token": 5}, "input_token"),
     ({**GOOD, "size": "1024x1024"}, "size"),
@@ -227,3 +249,56 @@ def test_oversized_body_is_413(server: Server) -> None:
     with server.client() as c:
         response = c.post(EVENTS, content=payload, headers={"content-type": "application/json"})
     check_error(response, 413, None)
+
+
+def test_openai_shaped_events_are_stored_as_given(server: Server) -> None:
+    """Every field of OpenAI's result, given at once: all images and audio came from the
+    cache, so the cached counts exceed the uncached ones, which is legal."""
+    day0 = server.window(1)
+    fields = {
+        "input_tokens": 1500, "input_cached_tokens": 1000, "input_cached_text_tokens": 100,
+        "input_cached_audio_tokens": 300, "input_cached_image_tokens": 600,
+        "input_cache_write_tokens": 200, "input_cache_write_30m_tokens": 150,
+        "input_cache_write_12h_tokens": 50, "input_uncached_tokens": 300, "input_text_tokens": 300,
+        "input_audio_tokens": 0, "input_image_tokens": 0,
+        "output_tokens": 90, "output_text_tokens": 60, "output_audio_tokens": 20, "output_image_tokens": 10,
+    }  # fmt: skip
+    server.ingest_ok([event("completions", day0 + 1, **fields), event("decisions", day0 + 2, **fields)])
+    for kind in ("completions", "decisions"):
+        page = server.page(f"/organization/usage/{kind}", {"start_time": day0, "end_time": day0 + DAY})
+        (r,) = page["data"][0]["results"]
+        assert {k: r[k] for k in fields} == fields
+        assert r["object"] == f"organization.usage.{kind}.result"
+
+
+@pytest.mark.parametrize("value", ["team,a", " lead", "trail ", "a, b"])
+def test_a_filter_value_with_commas_or_edge_spaces_matches_exactly(server: Server, value: str) -> None:
+    day0 = server.window(1)
+    server.ingest_ok(
+        [
+            event("embeddings", day0 + 1, project_id=value, input_tokens=7),
+            event("embeddings", day0 + 2, input_tokens=1),
+        ]
+    )
+    window = {"start_time": day0, "end_time": day0 + DAY}
+    grouped = server.page("/organization/usage/embeddings", {**window, "group_by": "project_id"})
+    assert value in {r["project_id"] for r in grouped["data"][0]["results"]}
+    for key in ("project_ids[]", "project_ids"):  # brackets, and the repeated key sent once
+        page = server.page("/organization/usage/embeddings", {**window, key: value})
+        assert [r["input_tokens"] for r in page["data"][0]["results"]] == [7], key
+        # Repeated with another value: both exact.
+        page = server.page("/organization/usage/embeddings", [*window.items(), (key, value), (key, "other")])
+        assert [r["input_tokens"] for r in page["data"][0]["results"]] == [7], key
+
+
+def test_comma_joined_filter_values_are_split_when_sent_as_commas(server: Server) -> None:
+    day0 = server.window(1)
+    server.ingest_ok(
+        [event("embeddings", day0 + i, project_id=p, input_tokens=1) for i, p in enumerate("abc")]
+    )
+    with server.client() as c:
+        response = c.get(
+            f"/organization/usage/embeddings?start_time={day0}&end_time={day0 + DAY}&project_ids=a,%20b"
+        )
+    assert response.status_code == 200
+    assert [r["input_tokens"] for r in response.json()["data"][0]["results"]] == [2]

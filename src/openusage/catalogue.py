@@ -31,6 +31,10 @@ class Dimension:
     values: tuple[str, ...] | None = None
     groupable: bool = True
     required: bool = False
+    #: what an event that does not say stores (and results group under)
+    default: str | None = None
+    #: false where every value holds a comma (line items): never split comma-joined
+    joinable: bool = True
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,9 @@ IMAGE_SIZES = (
     "1536x1024",
 )
 CONTEXT_LEVELS = ("low", "medium", "high")
+#: usage without source attribution is ``unlabeled``; only grouping shows the field
+API_SOURCES = ("agents_api", "unlabeled")
+API_SOURCE = Dimension("api_source", values=API_SOURCES, default="unlabeled")
 
 NUM_MODEL_REQUESTS = Metric("num_model_requests", default=1)
 
@@ -127,6 +134,8 @@ COMPLETIONS_METRICS = (
     NUM_MODEL_REQUESTS,
     Metric("input_cached_tokens"),
     Metric("input_cache_write_tokens"),
+    Metric("input_cache_write_30m_tokens"),
+    Metric("input_cache_write_12h_tokens"),
     Metric("input_uncached_tokens"),
     Metric("input_text_tokens"),
     Metric("output_text_tokens"),
@@ -162,17 +171,27 @@ def _usage(
     )
 
 
+COMPLETIONS_DIMENSIONS = (
+    *MODEL_DIMENSIONS,
+    Dimension("batch", "batch", type="boolean"),
+    Dimension("service_tier"),
+    API_SOURCE,
+)
+
 USAGE_ENDPOINTS: tuple[Endpoint, ...] = (
     _usage(
         "completions",
         "Get completions usage details for the organization.",
-        (
-            *MODEL_DIMENSIONS,
-            Dimension("batch", "batch", type="boolean"),
-            Dimension("service_tier"),
-        ),
+        COMPLETIONS_DIMENSIONS,
         COMPLETIONS_METRICS,
         schema="UsageCompletionsResult",
+    ),
+    _usage(
+        "decisions",
+        "Get Decisions API usage details for the organization.",
+        COMPLETIONS_DIMENSIONS,
+        COMPLETIONS_METRICS,
+        schema="UsageDecisionsResult",
     ),
     _usage(
         "embeddings",
@@ -242,6 +261,7 @@ USAGE_ENDPOINTS: tuple[Endpoint, ...] = (
         (
             *MODEL_DIMENSIONS,
             Dimension("context_level", "context_levels", values=CONTEXT_LEVELS),
+            API_SOURCE,
         ),
         (NUM_MODEL_REQUESTS, Metric("num_requests", default=1)),
         result="web_searches",
@@ -249,13 +269,22 @@ USAGE_ENDPOINTS: tuple[Endpoint, ...] = (
     ),
 )
 
+#: costs group by user but, as at OpenAI, take no ``user_ids`` filter
+USER_OF_COSTS = Dimension("user_id")
+
 COSTS = Endpoint(
     name="costs",
     path="/organization/costs",
     result_object="organization.costs.result",
     schema_name="CostsResult",
     summary="Get costs details for the organization.",
-    dimensions=(PROJECT, Dimension("line_item"), API_KEY),
+    dimensions=(
+        PROJECT,
+        USER_OF_COSTS,
+        Dimension("line_item", "line_items", joinable=False),
+        API_KEY,
+        API_SOURCE,
+    ),
     limits=COSTS_LIMITS,
     method="usage_costs",
     is_costs=True,

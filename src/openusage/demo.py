@@ -31,6 +31,7 @@ SERVICE_TIERS = {"default": 0.82, "flex": 0.08, "priority": 0.07, "scale": 0.03}
 # Events per hour at the daily peak, on a weekday.
 PEAK_RATE = {
     "completions": 60.0,
+    "decisions": 6.0,
     "embeddings": 12.0,
     "moderations": 8.0,
     "images": 2.0,
@@ -109,12 +110,20 @@ def _completion(rng: random.Random, model: str) -> dict[str, Any]:
         "batch": rng.random() < 0.07,
     }
     event["service_tier"] = "default" if event["batch"] else _pick(rng, SERVICE_TIERS)
+    event["api_source"] = "agents_api" if rng.random() < 0.15 else "unlabeled"
+    uncached = input_tokens - cached
+    if uncached > 2048 and rng.random() < 0.3:
+        # Prompt cache writes: most kept 30 minutes, some for 12 hours.
+        written = rng.randint(1024, uncached - 512)
+        long_kept = written if rng.random() < 0.25 else 0
+        event.update(input_cache_write_30m_tokens=written - long_kept, input_cache_write_12h_tokens=long_kept)
+        uncached -= written
     if model == "gpt-4o-audio-preview":
-        audio_in = rng.randint(0, (input_tokens - cached) // 2)
+        audio_in = rng.randint(0, uncached // 2)
         audio_out = rng.randint(0, output_tokens // 2)
         event.update(input_audio_tokens=audio_in, output_audio_tokens=audio_out)
     elif rng.random() < 0.1:
-        event["input_image_tokens"] = rng.randint(0, (input_tokens - cached) // 2)
+        event["input_image_tokens"] = rng.randint(0, uncached // 2)
     return event
 
 
@@ -126,6 +135,8 @@ def _usage_event(rng: random.Random, kind: str, project: Project) -> dict[str, A
     }
     if kind == "completions":
         return who | _completion(rng, _pick(rng, COMPLETION_MODELS))
+    if kind == "decisions":
+        return who | _completion(rng, rng.choice(["gpt-5-mini", "gpt-5-mini", "gpt-5"]))
     if kind == "embeddings":
         model = rng.choice(["text-embedding-3-small", "text-embedding-3-small", "text-embedding-3-large"])
         return who | {"model": model, "input_tokens": int(rng.lognormvariate(math.log(2000), 1.0)) + 1}
@@ -168,6 +179,7 @@ def _usage_event(rng: random.Random, kind: str, project: Project) -> dict[str, A
             "model": rng.choice(["gpt-5", "gpt-5-mini", "gpt-4.1"]),
             "context_level": rng.choice(["low", "medium", "medium", "high"]),
             "num_requests": rng.choice([1, 1, 2, 3]),
+            "api_source": "agents_api" if rng.random() < 0.3 else "unlabeled",
         }
     raise ValueError(kind)
 

@@ -173,8 +173,10 @@ def query_options(endpoint: Endpoint) -> Callable[[Callable[..., Any]], Callable
                     )
                 )
             else:
-                choices = f" ({', '.join(dimension.values)})" if dimension.values else ""
-                help_text = f"Only these {dimension.name} values{choices}."
+                if dimension.values:
+                    help_text = f"Only these {dimension.name} values ({', '.join(dimension.values)})."
+                else:
+                    help_text = f"Only this {dimension.name}, exactly; repeat for several."
                 options.append(
                     click.option(f"--{param.replace('_', '-')}", param, multiple=True, help=help_text)
                 )
@@ -206,7 +208,8 @@ def run_query(endpoint: Endpoint, base_url: str, api_key: str, params: dict[str,
         if dimension.type == "boolean":
             arguments[param] = value
         elif value:
-            arguments[param] = _split(value)
+            # Ids and line items may hold commas ("gpt-5, input"): each option is one value.
+            arguments[param] = _split(value) if dimension.values else list(value)
     if arguments["limit"] is None:
         arguments["limit"] = endpoint.limits[width].maximum
     rows = fetch_rows(endpoint, api_key, base_url, start, end, arguments)

@@ -6,7 +6,7 @@ from typing import Literal
 
 import httpx
 
-from .models import AudioSpeechesResult, AudioTranscriptionsResult, CodeInterpreterSessionsResult, CompletionsResult, CostsResult, EmbeddingsResult, FileSearchCallsResult, ImagesResult, ModerationsResult, VectorStoresResult, WebSearchCallsResult
+from .models import AudioSpeechesResult, AudioTranscriptionsResult, CodeInterpreterSessionsResult, CompletionsResult, CostsResult, DecisionsResult, EmbeddingsResult, FileSearchCallsResult, ImagesResult, ModerationsResult, VectorStoresResult, WebSearchCallsResult
 from .pages import AsyncUsagePage, UsagePage
 
 class UsageApi:
@@ -33,7 +33,7 @@ class UsageApi:
         api_key_ids: Sequence[str] | None = None,
         models: Sequence[str] | None = None,
         batch: bool | None = None,
-        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'batch', 'service_tier']] | None = None,
+        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'batch', 'service_tier', 'api_source']] | None = None,
         limit: int | None = None,
         page: str | None = None,
     ) -> UsagePage[CompletionsResult]:
@@ -50,7 +50,38 @@ class UsageApi:
             api_key_ids: Only results with these api_key_id values.
             models: Only results with these model values.
             batch: Only results whose batch is this.
-            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, batch, service_tier.
+            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, batch, service_tier, api_source.
+            limit: Buckets per page (1m: default 60, max 1440; 1h: default 24, max 168; 1d: default 7, max 31).
+            page: The next_page cursor of a previous page (walking pages is done for you)."""
+    def usage_decisions(
+        self,
+        start_time: int | datetime,
+        end_time: int | datetime | None = None,
+        *,
+        bucket_width: Literal['1m', '1h', '1d'] | None = None,
+        project_ids: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+        api_key_ids: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        batch: bool | None = None,
+        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'batch', 'service_tier', 'api_source']] | None = None,
+        limit: int | None = None,
+        page: str | None = None,
+    ) -> UsagePage[DecisionsResult]:
+        """Get Decisions API usage details for the organization.
+
+        GET /organization/usage/decisions. Iterate the page to walk every later page.
+
+        Args:
+            start_time: Start of the range, inclusive: unix seconds or an aware datetime.
+            end_time: End of the range, exclusive (default: now): unix seconds or an aware datetime.
+            bucket_width: Width of each bucket: 1m, 1h, 1d (default 1d).
+            project_ids: Only results with these project_id values.
+            user_ids: Only results with these user_id values.
+            api_key_ids: Only results with these api_key_id values.
+            models: Only results with these model values.
+            batch: Only results whose batch is this.
+            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, batch, service_tier, api_source.
             limit: Buckets per page (1m: default 60, max 1440; 1h: default 24, max 168; 1d: default 7, max 31).
             page: The next_page cursor of a previous page (walking pages is done for you)."""
     def usage_embeddings(
@@ -288,7 +319,7 @@ class UsageApi:
         api_key_ids: Sequence[str] | None = None,
         models: Sequence[str] | None = None,
         context_levels: Sequence[Literal['low', 'medium', 'high']] | None = None,
-        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'context_level']] | None = None,
+        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'context_level', 'api_source']] | None = None,
         limit: int | None = None,
         page: str | None = None,
     ) -> UsagePage[WebSearchCallsResult]:
@@ -305,7 +336,7 @@ class UsageApi:
             api_key_ids: Only results with these api_key_id values.
             models: Only results with these model values.
             context_levels: Only results with these context_level values.
-            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, context_level.
+            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, context_level, api_source.
             limit: Buckets per page (1m: default 60, max 1440; 1h: default 24, max 168; 1d: default 7, max 31).
             page: The next_page cursor of a previous page (walking pages is done for you)."""
     def usage_costs(
@@ -315,8 +346,9 @@ class UsageApi:
         *,
         bucket_width: Literal['1d'] | None = None,
         project_ids: Sequence[str] | None = None,
+        line_items: Sequence[str] | None = None,
         api_key_ids: Sequence[str] | None = None,
-        group_by: Sequence[Literal['project_id', 'line_item', 'api_key_id']] | None = None,
+        group_by: Sequence[Literal['project_id', 'user_id', 'line_item', 'api_key_id', 'api_source']] | None = None,
         limit: int | None = None,
         page: str | None = None,
     ) -> UsagePage[CostsResult]:
@@ -329,8 +361,9 @@ class UsageApi:
             end_time: End of the range, exclusive (default: now): unix seconds or an aware datetime.
             bucket_width: Width of each bucket: 1d (default 1d).
             project_ids: Only results with these project_id values.
+            line_items: Only results with these line_item values.
             api_key_ids: Only results with these api_key_id values.
-            group_by: Group the results by these fields: project_id, line_item, api_key_id.
+            group_by: Group the results by these fields: project_id, user_id, line_item, api_key_id, api_source.
             limit: Buckets per page (1d: default 7, max 180).
             page: The next_page cursor of a previous page (walking pages is done for you)."""
 
@@ -365,7 +398,7 @@ class AsyncUsageApi:
         api_key_ids: Sequence[str] | None = None,
         models: Sequence[str] | None = None,
         batch: bool | None = None,
-        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'batch', 'service_tier']] | None = None,
+        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'batch', 'service_tier', 'api_source']] | None = None,
         limit: int | None = None,
         page: str | None = None,
     ) -> AsyncUsagePage[CompletionsResult]:
@@ -382,7 +415,38 @@ class AsyncUsageApi:
             api_key_ids: Only results with these api_key_id values.
             models: Only results with these model values.
             batch: Only results whose batch is this.
-            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, batch, service_tier.
+            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, batch, service_tier, api_source.
+            limit: Buckets per page (1m: default 60, max 1440; 1h: default 24, max 168; 1d: default 7, max 31).
+            page: The next_page cursor of a previous page (walking pages is done for you)."""
+    async def usage_decisions(
+        self,
+        start_time: int | datetime,
+        end_time: int | datetime | None = None,
+        *,
+        bucket_width: Literal['1m', '1h', '1d'] | None = None,
+        project_ids: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+        api_key_ids: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        batch: bool | None = None,
+        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'batch', 'service_tier', 'api_source']] | None = None,
+        limit: int | None = None,
+        page: str | None = None,
+    ) -> AsyncUsagePage[DecisionsResult]:
+        """Get Decisions API usage details for the organization.
+
+        GET /organization/usage/decisions. Iterate the page to walk every later page.
+
+        Args:
+            start_time: Start of the range, inclusive: unix seconds or an aware datetime.
+            end_time: End of the range, exclusive (default: now): unix seconds or an aware datetime.
+            bucket_width: Width of each bucket: 1m, 1h, 1d (default 1d).
+            project_ids: Only results with these project_id values.
+            user_ids: Only results with these user_id values.
+            api_key_ids: Only results with these api_key_id values.
+            models: Only results with these model values.
+            batch: Only results whose batch is this.
+            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, batch, service_tier, api_source.
             limit: Buckets per page (1m: default 60, max 1440; 1h: default 24, max 168; 1d: default 7, max 31).
             page: The next_page cursor of a previous page (walking pages is done for you)."""
     async def usage_embeddings(
@@ -620,7 +684,7 @@ class AsyncUsageApi:
         api_key_ids: Sequence[str] | None = None,
         models: Sequence[str] | None = None,
         context_levels: Sequence[Literal['low', 'medium', 'high']] | None = None,
-        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'context_level']] | None = None,
+        group_by: Sequence[Literal['project_id', 'user_id', 'api_key_id', 'model', 'context_level', 'api_source']] | None = None,
         limit: int | None = None,
         page: str | None = None,
     ) -> AsyncUsagePage[WebSearchCallsResult]:
@@ -637,7 +701,7 @@ class AsyncUsageApi:
             api_key_ids: Only results with these api_key_id values.
             models: Only results with these model values.
             context_levels: Only results with these context_level values.
-            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, context_level.
+            group_by: Group the results by these fields: project_id, user_id, api_key_id, model, context_level, api_source.
             limit: Buckets per page (1m: default 60, max 1440; 1h: default 24, max 168; 1d: default 7, max 31).
             page: The next_page cursor of a previous page (walking pages is done for you)."""
     async def usage_costs(
@@ -647,8 +711,9 @@ class AsyncUsageApi:
         *,
         bucket_width: Literal['1d'] | None = None,
         project_ids: Sequence[str] | None = None,
+        line_items: Sequence[str] | None = None,
         api_key_ids: Sequence[str] | None = None,
-        group_by: Sequence[Literal['project_id', 'line_item', 'api_key_id']] | None = None,
+        group_by: Sequence[Literal['project_id', 'user_id', 'line_item', 'api_key_id', 'api_source']] | None = None,
         limit: int | None = None,
         page: str | None = None,
     ) -> AsyncUsagePage[CostsResult]:
@@ -661,8 +726,9 @@ class AsyncUsageApi:
             end_time: End of the range, exclusive (default: now): unix seconds or an aware datetime.
             bucket_width: Width of each bucket: 1d (default 1d).
             project_ids: Only results with these project_id values.
+            line_items: Only results with these line_item values.
             api_key_ids: Only results with these api_key_id values.
-            group_by: Group the results by these fields: project_id, line_item, api_key_id.
+            group_by: Group the results by these fields: project_id, user_id, line_item, api_key_id, api_source.
             limit: Buckets per page (1d: default 7, max 180).
             page: The next_page cursor of a previous page (walking pages is done for you)."""
 

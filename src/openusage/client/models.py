@@ -36,6 +36,8 @@ class CompletionsResult(_ByModel):
     num_model_requests: int = 0
     input_cached_tokens: int = 0
     input_cache_write_tokens: int = 0
+    input_cache_write_30m_tokens: int = 0
+    input_cache_write_12h_tokens: int = 0
     input_uncached_tokens: int = 0
     input_text_tokens: int = 0
     output_text_tokens: int = 0
@@ -48,6 +50,11 @@ class CompletionsResult(_ByModel):
     output_image_tokens: int = 0
     batch: bool | None = None
     service_tier: str | None = None
+    api_source: str | None = None
+
+
+class DecisionsResult(CompletionsResult):
+    """Decisions API usage: the fields of completions."""
 
 
 class EmbeddingsResult(_ByModel):
@@ -96,6 +103,7 @@ class WebSearchCallsResult(_ByModel):
     num_model_requests: int = 0
     num_requests: int = 0
     context_level: str | None = None
+    api_source: str | None = None
 
 
 class CostAmount(_Model):
@@ -107,7 +115,9 @@ class CostsResult(UsageResult):
     amount: CostAmount = CostAmount()
     line_item: str | None = None
     project_id: str | None = None
+    user_id: str | None = None
     api_key_id: str | None = None
+    api_source: str | None = None
     quantity: float | None = None
     quantity_unit: str | None = None
 
@@ -136,6 +146,7 @@ class UsageResponse(_Model, Generic[R]):
 #: endpoint name (catalogue) -> its result model
 RESULT_MODELS: dict[str, type[UsageResult]] = {
     "completions": CompletionsResult,
+    "decisions": DecisionsResult,
     "embeddings": EmbeddingsResult,
     "moderations": ModerationsResult,
     "images": ImagesResult,

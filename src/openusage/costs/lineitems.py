@@ -1,7 +1,7 @@
 """Line items: what one aggregated usage row costs, item by item, as OpenAI's read.
 
-Every token is charged once: cached tokens as cached input only, cache writes apart,
-audio and image tokens at their own prices, and the text that is left at the input price.
+Every token is charged once: cached tokens as cached input only, cache writes apart (by
+retention), audio and image tokens at their own prices, and uncached text at the input price.
 Amounts are exact decimals, rounded once per line to a billionth of a dollar, so any
 grouping of the lines sums to the same total.
 """
@@ -24,6 +24,7 @@ HOURS_PER_DAY = Decimal(24)
 #: the usage dimensions that decide a price, per kind, besides project and key
 PRICING_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "completions": ("model", "batch", "service_tier"),
+    "decisions": ("model", "batch", "service_tier"),
     "embeddings": ("model",),
     "moderations": ("model",),
     "images": ("model", "size"),
@@ -45,32 +46,25 @@ class LineItem:
     priced: bool
 
 
-# Every line item but vector storage is a whole number of units: a sum of metrics with
-# signs. Cached and uncached parts of audio and image input are told apart, so each token
-# is charged once.
+# Every line item but vector storage is a whole number of units: a sum of metrics. Under
+# the official definitions each input modality count is its uncached part and the cached
+# parts are counted apart, so each token lands in exactly one line.
+TOKEN_ITEMS = (
+    LinearItem("input", "tokens", (("input_text_tokens", 1),)),
+    LinearItem("cached input", "tokens", (("input_cached_text_tokens", 1),)),
+    LinearItem("cache write", "tokens", (("input_cache_write_30m_tokens", 1),)),
+    LinearItem("cache write 12h", "tokens", (("input_cache_write_12h_tokens", 1),)),
+    LinearItem("audio input", "tokens", (("input_audio_tokens", 1),)),
+    LinearItem("cached audio input", "tokens", (("input_cached_audio_tokens", 1),)),
+    LinearItem("image input", "tokens", (("input_image_tokens", 1),)),
+    LinearItem("cached image input", "tokens", (("input_cached_image_tokens", 1),)),
+    LinearItem("output", "tokens", (("output_text_tokens", 1),)),
+    LinearItem("audio output", "tokens", (("output_audio_tokens", 1),)),
+    LinearItem("image output", "tokens", (("output_image_tokens", 1),)),
+)
 LINEAR_ITEMS: dict[str, tuple[LinearItem, ...]] = {
-    "completions": (
-        LinearItem(
-            "input",
-            "tokens",
-            (
-                ("input_uncached_tokens", 1),
-                ("input_audio_tokens", -1),
-                ("input_cached_audio_tokens", 1),
-                ("input_image_tokens", -1),
-                ("input_cached_image_tokens", 1),
-            ),
-        ),
-        LinearItem("cached input", "tokens", (("input_cached_text_tokens", 1),)),
-        LinearItem("cache write", "tokens", (("input_cache_write_tokens", 1),)),
-        LinearItem("audio input", "tokens", (("input_audio_tokens", 1), ("input_cached_audio_tokens", -1))),
-        LinearItem("cached audio input", "tokens", (("input_cached_audio_tokens", 1),)),
-        LinearItem("image input", "tokens", (("input_image_tokens", 1), ("input_cached_image_tokens", -1))),
-        LinearItem("cached image input", "tokens", (("input_cached_image_tokens", 1),)),
-        LinearItem("output", "tokens", (("output_text_tokens", 1),)),
-        LinearItem("audio output", "tokens", (("output_audio_tokens", 1),)),
-        LinearItem("image output", "tokens", (("output_image_tokens", 1),)),
-    ),
+    "completions": TOKEN_ITEMS,
+    "decisions": TOKEN_ITEMS,
     "embeddings": (LinearItem("input", "tokens", (("input_tokens", 1),)),),
     "moderations": (LinearItem("input", "tokens", (("input_tokens", 1),)),),
     "images": (LinearItem("images", "images", (("images", 1),)),),

@@ -39,6 +39,8 @@ DATASET_FIELDS: dict[str, tuple[str, Decimal, str | None]] = {
     "input": ("input_mtok", MILLION, None),
     "cached input": ("cache_read_mtok", MILLION, None),
     "cache write": ("cache_write_mtok", MILLION, "input_mtok"),
+    # The dataset has one cache-write price; a price file may set 12-hour writes apart.
+    "cache write 12h": ("cache_write_mtok", MILLION, "input_mtok"),
     "output": ("output_mtok", MILLION, None),
     "audio input": ("input_audio_mtok", MILLION, None),
     "cached audio input": ("cache_audio_read_mtok", MILLION, None),

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from ..catalogue import USAGE_ENDPOINTS
+from ..catalogue import COSTS, USAGE_ENDPOINTS
 from ..store import AggregateRow, Aggregation, EventStore
 from ..store.base import PricedAggregation
 from .lineitems import LINEAR_ITEMS, PRICING_DIMENSIONS, line_items, line_name, variant_of
 from .pricebook import PriceBook
 
 DAY = 86400
+#: the dimensions besides pricing ones that every line is priced and rounded at, where a
+#: kind has them: costs may be grouped by each
+FINEST = ("project_id", "user_id", "api_key_id", "api_source")
 
 
 def _number(value: Decimal) -> int | float:
@@ -26,9 +29,16 @@ def _order(value: Any) -> tuple[bool, Any]:
 
 
 def _price_rows(
-    kind: str, dims: tuple[str, ...], combos: list[AggregateRow], book: PriceBook
+    kind: str,
+    dims: tuple[str, ...],
+    combos: list[AggregateRow],
+    book: PriceBook,
+    wanted: Container[str] | None,
 ) -> list[tuple[Any, ...]]:
-    """The price of every item for every (day, model, tier, ...) the usage has."""
+    """The price of every item for every (day, model, tier, ...) the usage has.
+
+    With ``wanted``, only the line items it names: usage without a price row is left out.
+    """
     rows = []
     for start, values, _ in combos:
         combo = dict(zip(dims, values, strict=True))
@@ -39,9 +49,11 @@ def _price_rows(
             name = line_name(item.item, model, batch, tier, variant)
             quote = book.quote(model, item.item, day, batch=batch, service_tier=tier, variant=variant)
             if quote is None:
-                rows.append((start, *values, item.item, f"{name} (unpriced)", None, item.unit))
+                name, usd = f"{name} (unpriced)", None
             else:
-                rows.append((start, *values, item.item, name, quote.usd, item.unit))
+                usd = quote.usd
+            if wanted is None or name in wanted:
+                rows.append((start, *values, item.item, name, usd, item.unit))
     return rows
 
 
@@ -55,10 +67,13 @@ def cost_results(
 ) -> dict[int, list[dict[str, Any]]]:
     """Results per day bucket start: amounts summed exactly, grouped by ``group_by``.
 
-    Every line of every finest row (day, project, key and what prices the usage) is priced
-    and rounded to a billionth of a dollar before any sum, in the store; every grouping then
-    adds up the same lines, so totals agree exactly.
+    Every line of every finest row (day, project, user, key, source and what prices the
+    usage) is priced and rounded to a billionth of a dollar before any sum, in the store;
+    every grouping then adds up the same lines, so totals agree exactly. A ``line_item``
+    filter keeps the lines whose complete name it lists.
     """
+    wanted = frozenset(str(v) for v in filters["line_item"]) if "line_item" in filters else None
+    usage_filters = {k: v for k, v in filters.items() if k != "line_item"}
     totals: dict[tuple[int, tuple[Any, ...]], list[Any]] = {}
 
     def add(start: int, key: tuple[Any, ...], amount: Decimal, quantity: Decimal | int, unit: str) -> None:
@@ -68,18 +83,18 @@ def cost_results(
 
     for endpoint in USAGE_ENDPOINTS:
         dims = endpoint.group_fields
-        if any(name not in dims for name in filters):
+        if any(name not in dims for name in usage_filters):
             # Usage that cannot be told by key (vector storage, sessions) cannot match a
             # key filter.
             continue
         pricing = tuple(d for d in PRICING_DIMENSIONS[endpoint.name] if d in dims)
-        finest = tuple(d for d in ("project_id", "api_key_id", *pricing) if d in dims)
+        finest = tuple(d for d in (*FINEST, *pricing) if d in dims)
         base = Aggregation(
             kind=endpoint.name,
             buckets=buckets,
             width_seconds=DAY,
             group_by=finest,
-            filters=filters,
+            filters=usage_filters,
             metrics=endpoint.metric_names,
             gauge=endpoint.has_gauge,
         )
@@ -91,17 +106,22 @@ def cost_results(
                 )
                 day = datetime.fromtimestamp(start, UTC).date()
                 for line in line_items(endpoint.name, row, day, book):
+                    if wanted is not None and line.name not in wanted:
+                        continue
                     key = tuple(line.name if g == "line_item" else row.get(g) for g in group_by)
                     add(start, key, line.amount, line.quantity, line.unit)
             continue
         combos = store.aggregate(replace(base, group_by=pricing, metrics=endpoint.metric_names[:1]))
         if not combos:
             continue
+        prices = _price_rows(endpoint.name, pricing, combos, book, wanted)
+        if not prices:
+            continue
         priced = PricedAggregation(
             base=base,
             items=LINEAR_ITEMS[endpoint.name],
             price_dimensions=pricing,
-            prices=_price_rows(endpoint.name, pricing, combos, book),
+            prices=prices,
             output=group_by,
         )
         for start, key, amount, quantity, unit in store.aggregate_priced(priced):
@@ -114,9 +134,7 @@ def cost_results(
         result: dict[str, Any] = {
             "object": result_object,
             "amount": {"value": float(amount), "currency": "usd"},
-            "line_item": None,
-            "project_id": None,
-            "api_key_id": None,
+            **dict.fromkeys(COSTS.group_fields),
             "quantity": None,
             "quantity_unit": None,
         }

@@ -89,49 +89,74 @@ def _metric(value: Any, field: str, maximum: int) -> int:
     return int(value)
 
 
-def _completions_identities(m: dict[str, int], given: set[str]) -> None:
-    """Fill the derived token counts and check the identities between them.
-
-    ``input_tokens`` includes cached and cache-write tokens; ``input_uncached_tokens``
-    excludes both; text counts are what is left after audio and image.
-    """
-
-    def derive(target: str, total: str, *parts: str) -> None:
-        rest = m[total] - sum(m[p] for p in parts)
-        if rest < 0:
-            raise _Invalid(parts[0], f"{' + '.join(repr(p) for p in parts)} exceed '{total}'")
-        if target not in given:
-            m[target] = rest
-        elif target == "input_uncached_tokens" and m[target] != rest:
-            raise _Invalid(
-                target,
-                "'input_uncached_tokens' must equal input_tokens - input_cached_tokens - "
-                f"input_cache_write_tokens ({rest}), got {m[target]}",
-            )
-
-    derive("input_uncached_tokens", "input_tokens", "input_cached_tokens", "input_cache_write_tokens")
-    derive("input_text_tokens", "input_tokens", "input_audio_tokens", "input_image_tokens")
-    derive(
-        "input_cached_text_tokens",
+#: (total, its parts, the part that is left over when the others are given)
+TOKEN_IDENTITIES = (
+    (
+        "input_cache_write_tokens",
+        ("input_cache_write_30m_tokens", "input_cache_write_12h_tokens"),
+        "input_cache_write_30m_tokens",
+    ),
+    (
         "input_cached_tokens",
-        "input_cached_audio_tokens",
-        "input_cached_image_tokens",
-    )
-    derive("output_text_tokens", "output_tokens", "output_audio_tokens", "output_image_tokens")
-    # What is cached of a modality is part of it, and what is not cached of audio and image
-    # is part of the uncached input: so costs can charge every token exactly once.
-    for cached, total in (
-        ("input_cached_audio_tokens", "input_audio_tokens"),
-        ("input_cached_image_tokens", "input_image_tokens"),
-    ):
-        if m[cached] > m[total]:
-            raise _Invalid(cached, f"'{cached}' exceeds '{total}'")
-    uncached_media = (m["input_audio_tokens"] - m["input_cached_audio_tokens"]) + (
-        m["input_image_tokens"] - m["input_cached_image_tokens"]
-    )
-    if uncached_media > m["input_uncached_tokens"]:
+        ("input_cached_text_tokens", "input_cached_audio_tokens", "input_cached_image_tokens"),
+        "input_cached_text_tokens",
+    ),
+    (
+        "output_tokens",
+        ("output_text_tokens", "output_audio_tokens", "output_image_tokens"),
+        "output_text_tokens",
+    ),
+    (
+        "input_uncached_tokens",
+        ("input_text_tokens", "input_audio_tokens", "input_image_tokens"),
+        "input_text_tokens",
+    ),
+    (
+        "input_tokens",
+        ("input_cached_tokens", "input_cache_write_tokens", "input_uncached_tokens"),
+        "input_uncached_tokens",
+    ),
+)
+
+
+def _token_identities(m: dict[str, int], given: set[str]) -> None:
+    """Fill the derived token counts of a completions-shaped event and check the rest.
+
+    The official definitions: ``input_tokens`` = cached + cache-write + uncached input;
+    the uncached input is text + audio + image, each the *uncached* part of its modality;
+    the cached input is cached text + audio + image; cache writes are 30-minute plus
+    12-hour writes; output is text + audio + image. A total that is not given is the sum
+    of its parts; a part that is not given is what its total leaves.
+    """
+    *separate, uncached, whole = TOKEN_IDENTITIES
+    for identity in separate:
+        _settle(m, given, *identity)
+    if "input_tokens" in given and "input_uncached_tokens" not in given:
+        # The uncached input is what the total leaves, before it is split by modality.
+        _settle(m, given, *whole)
+    _settle(m, given, *uncached)
+    _settle(m, given, *whole)
+
+
+def _settle(m: dict[str, int], given: set[str], total: str, parts: tuple[str, ...], rest: str) -> None:
+    if total not in given:
+        m[total] = sum(m[p] for p in parts)
+        given.add(total)
+        return
+    if rest not in given:
+        left = m[total] - sum(m[p] for p in parts if p != rest)
+        if left < 0:
+            others = [p for p in parts if p != rest]
+            culprit = next(p for p in others if m[p] > 0)
+            raise _Invalid(culprit, f"{' + '.join(repr(p) for p in others)} exceed '{total}'")
+        m[rest] = left
+        given.add(rest)
+        return
+    if sum(m[p] for p in parts) != m[total]:
         raise _Invalid(
-            "input_audio_tokens", "uncached audio and image input tokens exceed 'input_uncached_tokens'"
+            total,
+            f"'{total}' must equal {' + '.join(repr(p) for p in parts)} "
+            f"({sum(m[p] for p in parts)}), got {m[total]}",
         )
 
 
@@ -161,6 +186,8 @@ def _row(event: Any, rules: EventRules) -> Row:
     for d in endpoint.dimensions:
         value = event.get(d.name)
         if value is None:
+            value = d.default
+        if value is None:
             if d.required:
                 raise _Invalid(d.name, f"'{d.name}' is required for an event of type '{kind}'")
             continue
@@ -181,8 +208,8 @@ def _row(event: Any, rules: EventRules) -> Row:
         else:
             values[m.name] = _metric(event[m.name], m.name, m.maximum)
             given.add(m.name)
-    if endpoint.name == "completions":
-        _completions_identities(values, given)
+    if "input_uncached_tokens" in values:  # completions and decisions
+        _token_identities(values, given)
 
     return (
         event_id,

@@ -2,7 +2,10 @@
 
 Arrays arrive in three encodings and all are accepted: repeated keys
 (``group_by=a&group_by=b``), brackets (``group_by[]=a``, what the official Python SDK
-sends) and comma-joined (``group_by=a,b``). Unknown parameters are ignored.
+sends) and comma-joined (``group_by=a,b``). A filter value in the repeated or bracket
+encoding is taken exactly as sent, commas and spaces included; only a key given once,
+without brackets, is split at its literal (not percent-encoded) commas. Unknown
+parameters are ignored.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from ..catalogue import Endpoint
 from .errors import bad_request, shown
@@ -48,18 +52,51 @@ class UsageQuery:
         )
 
 
-def _scalar(items: Sequence[tuple[str, str]], name: str) -> str | None:
-    values = [v for k, v in items if k == name]
+@dataclass(frozen=True)
+class Item:
+    """One ``key=value`` of a query string, decoded, with the value's literal commas kept apart."""
+
+    key: str
+    value: str
+    #: the value split at the commas that were sent as commas, each part decoded
+    parts: tuple[str, ...]
+
+
+def query_items(raw: str) -> list[Item]:
+    """The items of a raw query string, in order."""
+    items = []
+    for pair in raw.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        parts = tuple(unquote_plus(part) for part in value.split(","))
+        items.append(Item(unquote_plus(key), unquote_plus(value), parts))
+    return items
+
+
+def _scalar(items: Sequence[Item], name: str) -> str | None:
+    values = [i.value for i in items if i.key == name]
     if len(values) > 1:
         raise bad_request(f"Parameter '{name}' was given more than once.", param=name)
     return values[0] if values else None
 
 
-def _array(items: Sequence[tuple[str, str]], name: str, max_values: int) -> list[str] | None:
-    raw = [v for k, v in items if k in (name, name + "[]")]
-    if not raw:
+def _array(
+    items: Sequence[Item], name: str, max_values: int, *, exact: bool = True, joinable: bool = True
+) -> list[str] | None:
+    """The values of an array parameter.
+
+    ``exact`` keeps each repeated or bracket value whole (filters); a key given once
+    without brackets is comma-joined unless the values are not ``joinable``.
+    """
+    given = [i for i in items if i.key in (name, name + "[]")]
+    if not given:
         return None
-    values = [part.strip() for value in raw for part in value.split(",") if part.strip()]
+    joined = len(given) == 1 and given[0].key == name and len(given[0].parts) > 1
+    if not exact or (joined and joinable):
+        values = [part.strip() for i in given for part in i.parts if part.strip()]
+    else:
+        values = [i.value for i in given if i.value]
     if len(values) > max_values:
         raise bad_request(f"Too many values for '{name}': at most {max_values} are allowed.", param=name)
     for value in values:
@@ -70,16 +107,23 @@ def _array(items: Sequence[tuple[str, str]], name: str, max_values: int) -> list
     return list(dict.fromkeys(values))
 
 
-def _timestamp(items: Sequence[tuple[str, str]], name: str) -> int | None:
+def _digits(raw: str) -> int | None:
+    """Plain ASCII digits as an int; Python's int() would also take signs, underscores and
+    other scripts' digits, which no client sends on purpose."""
+    if not raw or len(raw) > 20 or not (raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw)
+
+
+def _timestamp(items: Sequence[Item], name: str) -> int | None:
     raw = _scalar(items, name)
     if raw is None:
         return None
-    try:
-        value = int(raw)
-    except ValueError:
+    value = _digits(raw)
+    if value is None:
         raise bad_request(
             f"Invalid value for '{name}': expected unix seconds (an integer), got {shown(raw)}.", param=name
-        ) from None
+        )
     if not 0 <= value <= MAX_TIMESTAMP:
         raise bad_request(
             f"Invalid value for '{name}': {value} is outside 0..{MAX_TIMESTAMP} (unix seconds).", param=name
@@ -94,8 +138,9 @@ def _boolean(raw: str, name: str) -> bool:
     raise bad_request(f"Invalid value for '{name}': expected true or false, got {shown(raw)}.", param=name)
 
 
-def parse_query(endpoint: Endpoint, items: Sequence[tuple[str, str]], *, max_array_values: int) -> UsageQuery:
+def parse_query(endpoint: Endpoint, raw_query: str, *, max_array_values: int) -> UsageQuery:
     """Check every parameter the endpoint knows; raise a 400 naming the first bad one."""
+    items = query_items(raw_query)
     start_time = _timestamp(items, "start_time")
     if start_time is None:
         raise bad_request("Missing required parameter: 'start_time'.", param="start_time")
@@ -120,12 +165,12 @@ def parse_query(endpoint: Endpoint, items: Sequence[tuple[str, str]], *, max_arr
     raw_limit = _scalar(items, "limit")
     limit = bounds.default
     if raw_limit is not None:
-        try:
-            limit = int(raw_limit)
-        except ValueError:
+        parsed = _digits(raw_limit)
+        if parsed is None:
             raise bad_request(
                 f"Invalid value for 'limit': expected an integer, got {shown(raw_limit)}.", param="limit"
-            ) from None
+            )
+        limit = parsed
         if not 1 <= limit <= bounds.maximum:
             raise bad_request(
                 f"Invalid value for 'limit': {limit}. With bucket_width={width} it must be "
@@ -134,7 +179,8 @@ def parse_query(endpoint: Endpoint, items: Sequence[tuple[str, str]], *, max_arr
             )
 
     group_by: tuple[str, ...] = ()
-    requested = _array(items, "group_by", max_array_values)
+    # Field names hold no commas, so group_by is split in every encoding.
+    requested = _array(items, "group_by", max_array_values, exact=False)
     if requested:
         allowed_fields = endpoint.group_fields
         for name in requested:
@@ -154,7 +200,7 @@ def parse_query(endpoint: Endpoint, items: Sequence[tuple[str, str]], *, max_arr
             if raw is not None:
                 filters[dimension.name] = (_boolean(raw, param),)
             continue
-        values = _array(items, param, max_array_values)
+        values = _array(items, param, max_array_values, joinable=dimension.joinable)
         if values is None:
             continue
         if dimension.values is not None:

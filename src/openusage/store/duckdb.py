@@ -36,6 +36,7 @@ from .base import (
 )
 from .rollup_tables import RollupTables
 from .rollups import ROLLUPS, Extent, Plan, choose
+from .schema import prepare
 
 log = logging.getLogger("openusage.store")
 
@@ -45,13 +46,6 @@ ROLL_INTERVAL = 0.2
 #: DuckDB checkpoints by itself only when no other transaction is running, which a busy
 #: server with a roller seldom sees; past this much write-ahead log the roller asks for one
 CHECKPOINT_WAL_BYTES = 64 * 2**20
-
-
-def _schema() -> str:
-    dims = [f"{name} {'BOOLEAN' if kind == 'boolean' else 'VARCHAR'}" for name, kind in DIMENSIONS.items()]
-    metrics = [f"{name} BIGINT NOT NULL DEFAULT 0" for name in METRIC_COLUMNS]
-    columns = ["seq BIGINT NOT NULL", "id VARCHAR PRIMARY KEY", "kind VARCHAR NOT NULL", "ts BIGINT NOT NULL"]
-    return f"CREATE TABLE IF NOT EXISTS events ({', '.join(columns + dims + metrics)})"
 
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -124,7 +118,7 @@ class DuckDBStore:
             config["memory_limit"] = memory_limit
         try:
             self._con = duckdb.connect(self._path, config=config)
-            self._con.execute(_schema())
+            prepare(self._con, self._path)
         except duckdb.Error as exc:
             raise StoreUnavailable(_why(self._path, exc)) from exc
         self._write_lock = threading.Lock()

@@ -24,7 +24,7 @@ MINUTE, HOUR, DAY = 60, 3600, 86400
 MIN_ROWS_SAVED = 2_000
 
 #: dimensions with few values: a fixed list, a flag, or a handful of tiers
-FEW_VALUES = ("batch", "service_tier", "size", "source", "context_level")
+FEW_VALUES = ("batch", "service_tier", "size", "source", "context_level", "api_source")
 
 #: (name, grain in seconds, dimensions kept where the kind has them)
 SHAPES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
@@ -34,7 +34,7 @@ SHAPES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("day_model", DAY, ("model", *FEW_VALUES)),
     ("day_people", DAY, ("project_id", "user_id", "api_key_id")),
     # what costs are priced from: each line is rounded at this grain before any sum
-    ("day_priced", DAY, ("project_id", "api_key_id", "model", *FEW_VALUES)),
+    ("day_priced", DAY, ("project_id", "user_id", "api_key_id", "model", *FEW_VALUES)),
 )
 
 

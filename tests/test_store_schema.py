@@ -1,0 +1,94 @@
+"""A database written by an older openusage is migrated when opened; a newer one is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from openusage.store import Aggregation, DuckDBStore
+from openusage.store.base import METRIC_COLUMNS, StoreUnavailable
+
+NEW_IN_2 = ("api_source", "input_cache_write_30m_tokens", "input_cache_write_12h_tokens")
+DAY0 = 1_700_006_400
+
+
+def write_version_1(path: Path) -> None:
+    """The events table as version 1 made it, with one event under its reading: audio and
+    image input counted with their cached parts, text as the rest of all input."""
+    metrics = [m for m in METRIC_COLUMNS if m not in NEW_IN_2]
+    dims = "project_id VARCHAR, user_id VARCHAR, api_key_id VARCHAR, model VARCHAR, batch BOOLEAN, "
+    dims += (
+        "service_tier VARCHAR, size VARCHAR, source VARCHAR, vector_store_id VARCHAR, context_level VARCHAR"
+    )
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE events (seq BIGINT NOT NULL, id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, "
+        f"ts BIGINT NOT NULL, {dims}, {', '.join(f'{m} BIGINT NOT NULL DEFAULT 0' for m in metrics)})"
+    )
+    # 1000 input: 600 cached (100 of it audio, 200 image), 100 cache writes, 300 uncached of
+    # which 50 audio and 20 image; version 1 stored audio 150, image 220, text 630.
+    old = {
+        "input_tokens": 1000, "input_cached_tokens": 600, "input_cache_write_tokens": 100,
+        "input_uncached_tokens": 300, "input_text_tokens": 630, "input_cached_text_tokens": 300,
+        "input_audio_tokens": 150, "input_cached_audio_tokens": 100, "input_image_tokens": 220,
+        "input_cached_image_tokens": 200, "output_tokens": 10, "output_text_tokens": 10,
+        "num_model_requests": 1,
+    }  # fmt: skip
+    con.execute(
+        f"INSERT INTO events (seq, id, kind, ts, model, {', '.join(old)}) "
+        f"VALUES (1, 'e1', 'completions', {DAY0 + 5}, 'gpt-5', {', '.join(map(str, old.values()))})"
+    )
+    con.execute(
+        "INSERT INTO events (seq, id, kind, ts, num_requests) "
+        f"VALUES (2, 'w1', 'web_search_calls', {DAY0}, 1)"
+    )
+    con.close()
+
+
+def sums(
+    store: DuckDBStore, kind: str, metrics: tuple[str, ...], group_by: tuple[str, ...] = ()
+) -> list[tuple]:
+    query = Aggregation(
+        kind=kind,
+        buckets=[(DAY0, DAY0 + 86400)],
+        width_seconds=86400,
+        group_by=group_by,
+        filters={},
+        metrics=metrics,
+    )
+    return [(values, totals) for _, values, totals in store.aggregate(query)]
+
+
+def test_a_version_1_database_is_migrated_to_the_official_definitions(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    write_version_1(path)
+    store = DuckDBStore(path)
+    try:
+        metrics = (
+            "input_text_tokens", "input_audio_tokens", "input_image_tokens", "input_uncached_tokens",
+            "input_cache_write_30m_tokens", "input_cache_write_12h_tokens", "input_cached_audio_tokens",
+        )  # fmt: skip
+        assert sums(store, "completions", metrics, ("api_source",)) == [
+            (("unlabeled",), (230, 50, 20, 300, 100, 0, 100))
+        ]
+        assert sums(store, "web_search_calls", ("num_requests",), ("api_source",)) == [(("unlabeled",), (1,))]
+    finally:
+        store.close()
+    # Migrated once: opening it again changes nothing.
+    store = DuckDBStore(path)
+    try:
+        assert sums(store, "completions", ("input_text_tokens", "input_audio_tokens")) == [((), (230, 50))]
+    finally:
+        store.close()
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.duckdb"
+    DuckDBStore(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE store_version SET version = 99")
+    con.close()
+    with pytest.raises(StoreUnavailable, match="newer openusage"):
+        DuckDBStore(path)
