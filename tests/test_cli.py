@@ -228,3 +228,19 @@ def test_server_errors_are_one_line_with_exit_codes(server: Server) -> None:
 )
 def test_time_expressions(text: str, expected: int) -> None:
     assert parse_time(text, now=1_800_000_000) == expected
+
+
+def test_decisions_api_source_and_line_items_from_the_command_line(server: Server) -> None:
+    day0 = server.window(1)
+    server.ingest_ok(
+        [
+            event("decisions", day0 + 1, model="gpt-5", input_tokens=100, api_source="agents_api"),
+            event("decisions", day0 + 2, model="gpt-5", input_tokens=30),
+        ]
+    )
+    window = ["--start", str(day0), "--end", str(day0 + DAY), "--format", "json"]
+    by_source = json.loads(cli(server, "usage", "decisions", *window, "--group-by", "api_source").stdout)
+    assert {r["api_source"]: r["input_tokens"] for r in by_source} == {"agents_api": 100, "unlabeled": 30}
+    lines = cli(server, "costs", *window, "--group-by", "line_item", "--line-items", "gpt-5, input")
+    assert lines.returncode == 0, lines.stderr
+    assert {r["line_item"] for r in json.loads(lines.stdout)} == {"gpt-5, input"}
