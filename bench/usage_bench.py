@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 import httpx
 
-KEY = "sk-admin-bench"
+KEY = "sk-admin-bench-" + "b" * 32
 TIMESTAMP = re.compile(rb'"@T(\d+)-(\d+)@"')
 DAY = 86400
 TIERS = ("default", "flex", "priority", "scale")

@@ -101,8 +101,14 @@ class Server:
         )
 
 
-def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+def start_server(
+    tmp: Path, *extra: str, env: dict[str, str] | None = None, guess_limit: bool = False
+) -> Server:
+    """A server process; the suite sends many wrong keys on purpose from one address, so the
+    limit on failed authentications is off unless ``guess_limit`` asks for the default."""
     port = free_port()
+    if not guess_limit:
+        extra = ("--auth-failures-per-minute", "0", *extra)
     db_path = tmp / "usage.duckdb"
     process_env = {**os.environ, "OPENUSAGE_ADMIN_KEY": ADMIN_KEY, **(env or {})}
     # The log goes to a file: a pipe nobody reads would fill up and stall the server.

@@ -29,6 +29,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "ingest": frozenset({WRITE}),
 }
 _PREFIX: dict[str, str] = {"admin": "sk-admin-", "ingest": "sk-ingest-"}
+#: seconds a key lookup waits for a locked key file
+FIND_TIMEOUT = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -72,14 +74,16 @@ class Keyring:
 
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
+        # The file holds the cursor secret and key hashes: its owner's alone.
+        Path(path).touch(mode=0o600, exist_ok=True)
         with self._connect() as db:
             # WAL lets `openusage keys` write while the server reads; it stays set in the file.
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self._path, timeout=10, isolation_level=None)
+    def _connect(self, timeout: float = 10) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self._path, timeout=timeout, isolation_level=None)
         try:
             db.execute("PRAGMA synchronous=FULL")
             yield db
@@ -132,7 +136,8 @@ class Keyring:
     def find(self, secret: str) -> ApiKey | None:
         """The active key whose secret this is, or None."""
         digest = _hash(secret)
-        with self._connect() as db:
+        # A request waits for this: a locked file fails fast, and the server says 503.
+        with self._connect(timeout=FIND_TIMEOUT) as db:
             row = db.execute(
                 "SELECT id, name, scope, redacted, created_at, revoked_at, hash FROM api_keys WHERE hash = ?",
                 (digest,),

@@ -12,6 +12,22 @@ ENV_ADMIN_KEY = "OPENUSAGE_ADMIN_KEY"
 ENV_DB = "OPENUSAGE_DB"
 
 
+MIN_ADMIN_KEY_LENGTH = 32
+
+
+def admin_key_problem(key: str) -> str | None:
+    """Why a configured admin key is unsafe or unusable, or None when it is fine."""
+    how = "make one with: python3 -c 'import secrets; print(\"sk-admin-\" + secrets.token_urlsafe(32))'"
+    if len(key) < MIN_ADMIN_KEY_LENGTH:
+        return (
+            f"${ENV_ADMIN_KEY} is {len(key)} characters long; it needs {MIN_ADMIN_KEY_LENGTH} or more: {how}"
+        )
+    if not all("!" <= c <= "~" for c in key):
+        # A space or a non-ASCII character cannot be sent reliably in an HTTP header.
+        return f"${ENV_ADMIN_KEY} may hold only printable ASCII characters without spaces: {how}"
+    return None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to know, with the defaults a new user would want."""
@@ -35,6 +51,8 @@ class Settings:
     max_array_values: int = 1_000
     #: requests a minute each key may make (429 with Retry-After beyond); None: no limit
     rate_limit_per_minute: int | None = None
+    #: failed authentications a minute one client address may make before 429; None: no limit
+    auth_failures_per_minute: int | None = 30
     #: a TOML file of prices that take precedence over the bundled price book
     prices_path: Path | None = None
     #: the memory DuckDB may use before it spills to disk (None: DuckDB's own, 80% of RAM).

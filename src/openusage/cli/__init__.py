@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .ingest import ingest
@@ -17,6 +19,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.version_option(package_name="openusage")
 def main() -> None:
     """An OpenAI-compatible organization Usage & Costs API: serve it, fill it, query it."""
+    # Databases, keys and backups hold secrets and usage: every file made is the user's alone.
+    os.umask(0o077)
 
 
 for command in (serve, demo, keys, ingest, usage, costs, prices, backup, rollups):

@@ -43,26 +43,57 @@ PRICES_OPTION = click.option(
 )
 
 
+#: where an admin key is looked for, in order: the official client's name first
+ADMIN_KEY_ENV = ("OPENAI_ADMIN_KEY", "OPENUSAGE_ADMIN_KEY")
+#: ingestion also takes a key of the ingest scope
+INGEST_KEY_ENV = ("OPENUSAGE_INGEST_KEY", *ADMIN_KEY_ENV)
+#: where the server's URL is looked for, in order
+URL_ENV = ("OPENUSAGE_URL", "OPENAI_BASE_URL")
+
+
+def server_options(key_env: tuple[str, ...] = ADMIN_KEY_ENV) -> Callable[[F], F]:
+    """``--base-url`` and ``--api-key``, with the environment as fallback, said in --help."""
+
+    def decorate(function: F) -> F:
+        names = ", then ".join(f"${name}" for name in key_env)
+        function = click.option(
+            "--api-key",
+            envvar=list(key_env),
+            required=True,
+            help=f"The key to send (default: {names}).",
+        )(function)
+        function = click.option(
+            "--base-url",
+            envvar=list(URL_ENV),
+            default=DEFAULT_URL,
+            show_default=True,
+            help="The Usage API to talk to: this project's server or https://api.openai.com/v1 "
+            f"(default: ${URL_ENV[0]}, then ${URL_ENV[1]}).",
+        )(function)
+        return function
+
+    return decorate
+
+
 def api_options(function: F) -> F:
-    """``--base-url`` and ``--api-key``, with the environment as fallback."""
-    function = click.option(
-        "--api-key",
-        envvar=["OPENAI_ADMIN_KEY", "OPENUSAGE_ADMIN_KEY"],
-        required=True,
-        help="An admin key (default: $OPENAI_ADMIN_KEY, then $OPENUSAGE_ADMIN_KEY).",
-    )(function)
-    function = click.option(
-        "--base-url",
-        envvar="OPENUSAGE_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        help="The Usage API to talk to: this project's server or https://api.openai.com/v1 ($OPENUSAGE_URL).",
-    )(function)
-    return function
+    """``--base-url`` and an admin ``--api-key``."""
+    return server_options()(function)
 
 
 def settings(**overrides: Any) -> Settings:
     return Settings.from_env(**overrides)
+
+
+def existing_database(db_path: Path | None) -> Settings:
+    """The settings of a command that works on the server's database, which must exist:
+    opening a mistyped path would make an empty database and act on that instead."""
+    chosen = settings(db_path=db_path)
+    if not chosen.db_path.exists():
+        raise click.ClickException(
+            f"no database at {chosen.db_path}: give the one the server uses with --db "
+            f"(or $OPENUSAGE_DB), or start the server once to make it"
+        )
+    return chosen
 
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")

@@ -2,7 +2,8 @@
 
 Safe to run again on the same file: event ids make the server skip what it has, so a run
 that stopped half-way is resumed by running it again. A batch the server refuses is stored
-not at all; the report names its first bad line.
+not at all; the report names its first bad line. With ``--rejects FILE`` the good events of
+a batch are stored and every bad line goes to FILE with its line number and reason.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..catalogue import USAGE_ENDPOINTS
 from ..client.retry import RetryPolicy
-from .common import DEFAULT_URL, EXIT_REFUSED, EXIT_REJECTED, EXIT_UNREACHABLE
+from .common import EXIT_REFUSED, EXIT_REJECTED, EXIT_UNREACHABLE, INGEST_KEY_ENV, server_options
 
 METRICS = {m.name for e in USAGE_ENDPOINTS for m in e.metrics}
 BOOLEANS = {d.name for e in USAGE_ENDPOINTS for d in e.dimensions if d.type == "boolean"}
@@ -47,6 +48,16 @@ class Report:
     duplicates: int = 0
     rejected: list[str] = field(default_factory=list)
     rejected_events: int = 0
+    #: where bad lines go when the good ones of their batch are to be stored anyway
+    rejects: IO[str] | None = None
+
+    def reject(self, line: Line, reason: str) -> None:
+        """One bad line, set aside for the user to fix and send again."""
+        assert self.rejects is not None
+        self.rejects.write(orjson.dumps({"line": line.number, "error": reason, "event": line.event}).decode())
+        self.rejects.write("\n")
+        self.rejected.append(f"line {line.number}: {reason}")
+        self.rejected_events += 1
 
 
 def _csv_value(name: str, value: str) -> Any:
@@ -82,7 +93,15 @@ def read_lines(stream: TextSource, kind: str) -> Iterator[Line]:
     elif kind == "csv":
         reader = csv.DictReader(stream)
         for row in reader:
-            event = {k: _csv_value(k, v) for k, v in row.items() if k and v not in (None, "")}
+            width = len(reader.fieldnames or ())
+            if None in row:  # more values than the header names
+                yield Line(reader.line_num, error=f"{width + len(row[None])} values, the header has {width}")
+                continue
+            if any(v is None for v in row.values()):  # fewer values than the header names
+                given = sum(v is not None for v in row.values())
+                yield Line(reader.line_num, error=f"{given} values, the header has {width}")
+                continue
+            event = {k: _csv_value(k, v) for k, v in row.items() if k and v != ""}
             yield Line(reader.line_num, event)
     else:
         for number, text in enumerate(stream, start=1):
@@ -107,26 +126,18 @@ def batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
 
 def send(client: httpx.Client, url: str, batch: list[Line], policy: RetryPolicy, report: Report) -> None:
     """Send one batch, trying again on the failures worth it; record what came of it."""
+    if report.rejects is not None:
+        for line in [line for line in batch if line.error]:
+            report.reject(line, str(line.error))
+        batch = [line for line in batch if not line.error]
+        if not batch:
+            return
     local = next((line for line in batch if line.error), None)
     if local is not None:
         report.rejected.append(f"line {local.number}: {local.error} (its batch of {len(batch)} was not sent)")
         report.rejected_events += len(batch)
         return
-    body = orjson.dumps({"events": [line.event for line in batch]})
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            response = client.post(url, content=body, headers={"content-type": "application/json"})
-        except httpx.TransportError as exc:
-            if not policy.should_retry(attempt, None):
-                raise click.ClickException(f"could not reach {url}: {exc}") from None
-            time.sleep(policy.delay(attempt, None))
-            continue
-        if response.status_code >= 400 and policy.should_retry(attempt, response):
-            time.sleep(policy.delay(attempt, response))
-            continue
-        break
+    response = _post(client, url, batch, policy)
     if response.status_code == 200:
         answer = response.json()
         report.sent += len(batch)
@@ -141,6 +152,12 @@ def send(client: httpx.Client, url: str, batch: list[Line], policy: RetryPolicy,
         click.echo(f"Error: the server answered {response.status_code}: {error.get('message')}", err=True)
         raise SystemExit(EXIT_REFUSED if response.status_code < 500 else EXIT_UNREACHABLE)
     found = _EVENT_INDEX.match(error.get("param") or "")
+    if found and report.rejects is not None:
+        # Set the bad event aside and send the rest of its batch again.
+        bad = batch[int(found.group(1))]
+        report.reject(bad, str(error.get("message")))
+        send(client, url, [line for line in batch if line is not bad], policy, report)
+        return
     where = (
         f"line {batch[int(found.group(1))].number}"
         if found
@@ -148,6 +165,24 @@ def send(client: httpx.Client, url: str, batch: list[Line], policy: RetryPolicy,
     )
     report.rejected.append(f"{where}: {error.get('message')} (its batch of {len(batch)} was not stored)")
     report.rejected_events += len(batch)
+
+
+def _post(client: httpx.Client, url: str, batch: list[Line], policy: RetryPolicy) -> httpx.Response:
+    body = orjson.dumps({"events": [line.event for line in batch]})
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = client.post(url, content=body, headers={"content-type": "application/json"})
+        except httpx.TransportError as exc:
+            if not policy.should_retry(attempt, None):
+                raise click.ClickException(f"could not reach {url}: {exc}") from None
+            time.sleep(policy.delay(attempt, None))
+            continue
+        if response.status_code >= 400 and policy.should_retry(attempt, response):
+            time.sleep(policy.delay(attempt, response))
+            continue
+        return response
 
 
 def _kind(path: str, given: str) -> str:
@@ -158,7 +193,7 @@ def _kind(path: str, given: str) -> str:
 
 
 @click.command()
-@click.argument("source", type=click.Path(allow_dash=True, dir_okay=False))
+@click.argument("source", type=click.Path(exists=True, allow_dash=True, dir_okay=False))
 @click.option(
     "--format",
     "kind",
@@ -169,15 +204,16 @@ def _kind(path: str, given: str) -> str:
 )
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=1000, show_default=True)
 @click.option(
-    "--base-url", envvar="OPENUSAGE_URL", default=DEFAULT_URL, show_default=True, help="The server."
+    "--rejects",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Store the good events of each batch and write every bad line here, as NDJSON "
+    '{"line", "error", "event"}, to fix and send again. Without it a batch is all or nothing.',
 )
-@click.option(
-    "--api-key",
-    envvar=["OPENUSAGE_INGEST_KEY", "OPENUSAGE_ADMIN_KEY"],
-    required=True,
-    help="An ingest or admin key (default: $OPENUSAGE_INGEST_KEY, then $OPENUSAGE_ADMIN_KEY).",
-)
-def ingest(source: str, kind: str, batch_size: int, base_url: str, api_key: str) -> None:
+@server_options(key_env=INGEST_KEY_ENV)
+def ingest(
+    source: str, kind: str, batch_size: int, rejects: Path | None, base_url: str, api_key: str
+) -> None:
     """Send the usage events of SOURCE (a file, or - for standard input) to a server.
 
     NDJSON has one event per line; JSON is a list of events or {"events": [...]}; CSV has
@@ -185,9 +221,10 @@ def ingest(source: str, kind: str, batch_size: int, base_url: str, api_key: str)
     counted as duplicates, not added twice.
     """
     url = base_url.rstrip("/") + "/organization/usage/events"
-    stream: IO[str] = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    # utf-8-sig: spreadsheet programs start "CSV UTF-8" with a byte-order mark.
+    stream: IO[str] = sys.stdin if source == "-" else open(source, encoding="utf-8-sig")  # noqa: SIM115
     size = None if source == "-" else Path(source).stat().st_size
-    report = Report()
+    report = Report(rejects=rejects.open("w", encoding="utf-8") if rejects else None)
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("ingesting"),
@@ -201,11 +238,20 @@ def ingest(source: str, kind: str, batch_size: int, base_url: str, api_key: str)
     counted = _Counting(stream) if size is not None else stream
     with stream, progress, httpx.Client(headers={"Authorization": f"Bearer {api_key}"}, timeout=60) as client:
         task = progress.add_task("ingest", total=size)
-        for batch in batches(read_lines(counted, _kind(source, kind)), batch_size):
-            send(client, url, batch, RetryPolicy(max_retries=5), report)
-            progress.update(
-                task, completed=counted.position if isinstance(counted, _Counting) else report.sent
+        try:
+            for batch in batches(read_lines(counted, _kind(source, kind)), batch_size):
+                send(client, url, batch, RetryPolicy(max_retries=5), report)
+                progress.update(
+                    task, completed=counted.position if isinstance(counted, _Counting) else report.sent
+                )
+        except UnicodeDecodeError as exc:
+            report.rejected.append(
+                f"{source} is not UTF-8 text (byte {exc.start} of a chunk read: {exc.reason}); "
+                "save it as UTF-8 and run again: what was sent is kept"
             )
+        finally:
+            if report.rejects is not None:
+                report.rejects.close()
     click.echo(
         f"{report.sent} events sent: {report.inserted} stored, {report.duplicates} already there"
         + (f"; {report.rejected_events} in rejected batches" if report.rejected else "")
@@ -213,6 +259,8 @@ def ingest(source: str, kind: str, batch_size: int, base_url: str, api_key: str)
     )
     for line in report.rejected:
         click.echo(f"rejected: {line}", err=True)
+    if rejects is not None and report.rejected_events:
+        click.echo(f"{report.rejected_events} rejected lines written to {rejects}", err=True)
     if report.rejected:
         raise SystemExit(EXIT_REJECTED)
 

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import DB_OPTION
-from .common import settings as _settings
+from .common import DB_OPTION, existing_database
 
 if TYPE_CHECKING:
     from ..store import DuckDBStore
@@ -25,7 +24,7 @@ def _open(db_path: Path | None) -> DuckDBStore:
     from ..store import DuckDBStore, StoreUnavailable
 
     try:
-        return DuckDBStore(_settings(db_path=db_path).db_path)
+        return DuckDBStore(existing_database(db_path).db_path)
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import time
 from dataclasses import replace
@@ -11,7 +12,9 @@ from pathlib import Path
 import click
 
 from ..keyring import SCOPES, Keyring
-from .common import DB_OPTION, EXIT_REFUSED, EXIT_UNREACHABLE, PRICES_OPTION, api_options
+from ..server.connections import CONNECTION_LIMITS
+from ..settings import Settings, admin_key_problem
+from .common import DB_OPTION, EXIT_REFUSED, EXIT_UNREACHABLE, PRICES_OPTION, api_options, existing_database
 from .common import settings as _settings
 
 
@@ -32,6 +35,13 @@ from .common import settings as _settings
     help="Requests a minute each key may make; beyond it the server answers 429 (default: no limit).",
 )
 @click.option(
+    "--auth-failures-per-minute",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Failed authentications a minute one client address may make before the server "
+    "answers 429 (default 30; 0 turns the limit off).",
+)
+@click.option(
     "--memory-limit",
     default=None,
     help="Memory the database may use before it spills to disk, like 2GB (default: 80% of RAM). "
@@ -44,6 +54,7 @@ def serve(
     port: int | None,
     lookback_days: int | None,
     rate_limit: int | None,
+    auth_failures_per_minute: int | None,
     memory_limit: str | None,
     prices_path: Path | None,
 ) -> None:
@@ -64,11 +75,26 @@ def serve(
     )
     if lookback_days is not None:
         settings = replace(settings, lookback_days=lookback_days or None)
+    if auth_failures_per_minute is not None:
+        settings = replace(settings, auth_failures_per_minute=auth_failures_per_minute or None)
+    if settings.admin_key is not None and (problem := admin_key_problem(settings.admin_key)):
+        raise click.ClickException(f"the server cannot start: {problem}")
+    # Bind first: a busy port is found out before anything is announced or made.
+    try:
+        listener = socket.create_server((settings.host, settings.port))
+    except OSError as exc:
+        raise click.ClickException(
+            f"the server cannot listen on {settings.host}:{settings.port} ({exc.strerror}): "
+            "is another server running there? Choose another port with --port."
+        ) from None
     try:
         store = DuckDBStore(settings.db_path, memory_limit=settings.db_memory_limit)
         keyring = Keyring(settings.resolved_keyring_path)
     except (StoreUnavailable, sqlite3.Error) as exc:
+        listener.close()
         raise click.ClickException(f"the server cannot start: {exc}") from None
+    for path in exposed_files(settings):
+        click.echo(f"Warning: {path} can be read by other users of this machine; chmod 600 it.", err=True)
     if settings.admin_key is None and keyring.active_count() == 0:
         key, secret = keyring.create("admin", "first admin key")
         click.echo(f"No API key existed, so an admin key was made ({key.id}). It is shown this once:")
@@ -82,13 +108,20 @@ def serve(
     )
     # On SIGTERM or Ctrl-C uvicorn finishes the requests in flight, the app's shutdown closes
     # the store, and the process ends with the signal.
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, keyring=keyring, store=store, close_store=True),
-        host=settings.host,
-        port=settings.port,
         log_config=logging_config(),
         access_log=False,
+        **CONNECTION_LIMITS,
     )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def exposed_files(settings: Settings) -> list[Path]:
+    """The server's files that other local users may read: keys, secret and usage."""
+    db = settings.db_path
+    candidates = [db, db.with_name(db.name + ".wal"), settings.resolved_keyring_path]
+    return [p for p in candidates if p.exists() and p.stat().st_mode & 0o077]
 
 
 @click.command()
@@ -142,7 +175,7 @@ def keys() -> None:
 @click.option("--name", default="", help="A name to recognise the key by.")
 def keys_create(db_path: Path | None, scope: str, name: str) -> None:
     """Make a key and print its secret, once."""
-    keyring = Keyring(_settings(db_path=db_path).resolved_keyring_path)
+    keyring = Keyring(existing_database(db_path).resolved_keyring_path)
     key, secret = keyring.create(scope, name)  # type: ignore[arg-type]
     click.echo(secret)
     click.echo(f"({key.id}, scope {key.scope}: keep the secret now, it is not shown again)", err=True)
@@ -152,8 +185,11 @@ def keys_create(db_path: Path | None, scope: str, name: str) -> None:
 @DB_OPTION
 def keys_list(db_path: Path | None) -> None:
     """List keys (never their secrets)."""
-    keyring = Keyring(_settings(db_path=db_path).resolved_keyring_path)
-    for key in keyring.list():
+    path = existing_database(db_path).resolved_keyring_path
+    if not path.exists():
+        click.echo("no keys yet", err=True)
+        return
+    for key in Keyring(path).list():
         state = "revoked" if key.revoked_at else "active"
         click.echo(f"{key.id}\t{key.scope}\t{state}\t{key.redacted}\t{key.name}")
 
@@ -163,7 +199,7 @@ def keys_list(db_path: Path | None) -> None:
 @click.argument("key_id")
 def keys_revoke(db_path: Path | None, key_id: str) -> None:
     """Revoke a key by its id; it stops working at once."""
-    keyring = Keyring(_settings(db_path=db_path).resolved_keyring_path)
+    keyring = Keyring(existing_database(db_path).resolved_keyring_path)
     if not keyring.revoke(key_id):
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")

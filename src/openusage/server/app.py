@@ -5,8 +5,10 @@ from __future__ import annotations
 import hmac
 import logging
 import shutil
+import sqlite3
 import tempfile
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -27,15 +29,16 @@ from ..costs import PriceBook, cost_results
 from ..keyring import PERMISSIONS, READ, WRITE, Keyring
 from ..settings import Settings
 from ..store import DuckDBStore, EventStore
+from ..store.base import Row
 from .commits import GroupCommitter
 from .cursor import CursorSigner
 from .errors import ApiError, bad_request
 from .events import EventRules, check_batch_size, events_from_body, parse_events
-from .logs import RequestLogMiddleware
+from .logs import RequestLogMiddleware, ServerErrorMiddleware
 from .openapi import openapi_document
 from .pages import PageLimits, ResultsFor, build_page, usage_results
 from .params import parse_query
-from .ratelimit import RateLimiter
+from .ratelimit import FailureLimiter, RateLimiter
 
 log = logging.getLogger("openusage.server")
 
@@ -47,19 +50,34 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 class Authenticator:
-    """Checks the bearer key of a request against the keyring and the configured admin key."""
+    """Checks the bearer key of a request against the keyring and the configured admin key.
 
-    def __init__(self, keyring: Keyring, admin_key: str | None, limiter: RateLimiter | None) -> None:
+    The keyring is read off the event loop, so a slow or locked key file holds up only the
+    requests that need it, and a lookup that fails answers 503 with Retry-After.
+    """
+
+    def __init__(
+        self,
+        keyring: Keyring,
+        admin_key: str | None,
+        limiter: RateLimiter | None,
+        failures: FailureLimiter | None,
+    ) -> None:
         self._keyring = keyring
         self._admin_key = admin_key
         self._limiter = limiter
+        self._failures = failures
 
-    def identify(self, request: Request) -> tuple[str, frozenset[str]]:
+    async def identify(self, request: Request) -> tuple[str, frozenset[str]]:
         """The id and permissions of the request's key; 401 when there is none."""
+        address = request.client.host if request.client else "unknown"
+        if self._failures is not None:
+            self._failures.check(address)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
+            self._failed(address)
             raise ApiError(
                 401,
                 "You didn't provide an API key. You need to provide your API key in an Authorization "
@@ -68,15 +86,30 @@ class Authenticator:
             )
         if self._admin_key is not None and hmac.compare_digest(token.encode(), self._admin_key.encode()):
             return "configured-admin-key", PERMISSIONS["admin"]
-        key = self._keyring.find(token)
+        try:
+            key = await run_in_threadpool(self._keyring.find, token)
+        except sqlite3.Error:
+            log.exception("the key file could not be read")
+            raise ApiError(
+                503,
+                "The server could not check the API key just now. Try again shortly.",
+                type="server_error",
+                headers={"Retry-After": "1"},
+            ) from None
         if key is None:
+            self._failed(address)
             # Never echo the key: messages and logs must not carry secrets.
             raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
         return key.id, key.permissions
 
-    def require(self, request: Request, permission: str) -> None:
-        key_id, permissions = self.identify(request)
+    def _failed(self, address: str) -> None:
+        if self._failures is not None:
+            self._failures.failed(address)
+
+    async def require(self, request: Request, permission: str) -> None:
+        key_id, permissions = await self.identify(request)
         if permission not in permissions:
+            self._failed(request.client.host if request.client else "unknown")
             raise ApiError(
                 403, f"You have insufficient permissions for this operation. Missing scopes: {permission}."
             )
@@ -96,6 +129,26 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, f"The request body is larger than {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body as sent before compression: gzip is what batch senders use. The inflated
+    size is checked while inflating, so a small bomb cannot fill memory."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise ApiError(415, f"Unsupported content encoding {encoding!r}: send gzip or none.")
+    inflater = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+    try:
+        out = inflater.decompress(body, limit + 1)
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise ApiError(413, f"The request body is larger than {limit} bytes once inflated.")
+        if not inflater.eof:
+            raise bad_request("The gzip body is cut short.")
+    except zlib.error as exc:
+        raise bad_request(f"The body is not valid gzip: {exc}.") from None
+    return out
 
 
 def decode_events(body: bytes, content_type: str, max_events: int) -> list[Any]:
@@ -139,7 +192,10 @@ def create_app(
     """
     keyring = keyring or Keyring(settings.resolved_keyring_path)
     limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
-    auth = Authenticator(keyring, settings.admin_key, limiter)
+    failures = (
+        FailureLimiter(settings.auth_failures_per_minute) if settings.auth_failures_per_minute else None
+    )
+    auth = Authenticator(keyring, settings.admin_key, limiter, failures)
     signer = CursorSigner(keyring.signing_secret())
     book = price_book or PriceBook.from_file(settings.prices_path)
     limits = PageLimits(lookback_days=settings.lookback_days, max_page_rows=settings.max_page_rows)
@@ -168,7 +224,7 @@ def create_app(
 
     def read_endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
-            auth.require(request, READ)
+            await auth.require(request, READ)
             query = parse_query(
                 endpoint,
                 request.scope["query_string"].decode("latin-1"),
@@ -194,12 +250,22 @@ def create_app(
 
         return handler
 
-    async def ingest(request: Request) -> Response:
-        auth.require(request, WRITE)
-        body = await read_body(request, settings.max_body_bytes)
-        events = decode_events(body, request.headers.get("content-type", ""), settings.max_batch_events)
-        rows = parse_events(
+    def checked_rows(body: bytes, encoding: str, content_type: str) -> list[Row]:
+        body = inflate(body, encoding, settings.max_body_bytes)
+        events = decode_events(body, content_type, settings.max_batch_events)
+        return parse_events(
             events, EventRules(now=int(clock()), max_future_seconds=settings.max_future_seconds)
+        )
+
+    async def ingest(request: Request) -> Response:
+        await auth.require(request, WRITE)
+        body = await read_body(request, settings.max_body_bytes)
+        # Decoding and checking a large batch takes a while: off the loop, like the commit.
+        rows = await run_in_threadpool(
+            checked_rows,
+            body,
+            request.headers.get("content-encoding", ""),
+            request.headers.get("content-type", ""),
         )
         result = await committer().append(rows)
         return json_response(
@@ -218,8 +284,8 @@ def create_app(
 
     async def backup(request: Request) -> Response:
         # Both scopes: a copy of the database is every key's data at once.
-        auth.require(request, READ)
-        auth.require(request, WRITE)
+        await auth.require(request, READ)
+        await auth.require(request, WRITE)
         folder = Path(tempfile.mkdtemp(prefix="openusage-backup-"))
         target = folder / "backup.duckdb"
         try:
@@ -251,15 +317,6 @@ def create_app(
         )
         return json_response(ApiError(exc.status_code, message).body(), exc.status_code)
 
-    async def server_error(request: Request, exc: Exception) -> Response:
-        log.error(
-            "unhandled error",
-            exc_info=exc,
-            extra={"request_id": request.scope.get("state", {}).get("request_id"), "path": request.url.path},
-        )
-        error = ApiError(500, "The server had an error while processing your request.", type="server_error")
-        return json_response(error.body(), 500)
-
     routes = [Route("/v1" + e.path, read_endpoint(e), methods=["GET"]) for e in ENDPOINTS]
     routes += [
         Route("/v1/organization/usage/events", ingest, methods=["POST"]),
@@ -270,7 +327,8 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error},
+        exception_handlers={ApiError: api_error, HTTPException: http_error},
     )
+    app.add_middleware(ServerErrorMiddleware)
     app.add_middleware(RequestLogMiddleware)
     return app

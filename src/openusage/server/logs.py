@@ -16,6 +16,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access = logging.getLogger("openusage.access")
+log = logging.getLogger("openusage.server")
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
 
@@ -93,3 +94,57 @@ class RequestLogMiddleware:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+
+
+class ServerErrorMiddleware:
+    """A fault becomes one 500 in the API's envelope, logged once with its request id.
+
+    Starlette's own handler re-raises after answering, so the server logged each fault a
+    second time and closed the kept-alive connection; this one keeps the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.error(
+                "unhandled error",
+                exc_info=exc,
+                extra={"request_id": scope.get("state", {}).get("request_id"), "path": scope["path"]},
+            )
+            if started:
+                raise  # half an answer is out: only closing the connection can tell the client
+            body = orjson.dumps(
+                {
+                    "error": {
+                        "message": "The server had an error while processing your request.",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"%d" % len(body)),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})

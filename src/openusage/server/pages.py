@@ -42,7 +42,12 @@ def page_window(query: UsageQuery, signer: CursorSigner, now: int) -> tuple[int,
         return query.start_time, query.end_time if query.end_time is not None else now
     cursor: Cursor = signer.decode(query.page, query.canonical())
     earliest = query.start_time - query.start_time % DAY if query.endpoint.is_costs else query.start_time
-    if not earliest <= cursor.next_start < cursor.effective_end:
+    # The first request's end was its end_time, or the clock then: a cursor may ask for
+    # no more, even one signed with a stolen secret.
+    first_end_ok = (
+        cursor.effective_end == query.end_time if query.end_time is not None else cursor.effective_end <= now
+    )
+    if not (earliest <= cursor.next_start < cursor.effective_end and first_end_ok):
         raise bad_request("Invalid 'page' cursor for this time range.", param="page")
     return cursor.next_start, cursor.effective_end
 
