@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..keyring import SCOPES, Keyring
-from ..server.connections import CONNECTION_LIMITS
+from ..server.connections import HEADER_TIMEOUT, connection_limits
 from ..settings import Settings, admin_key_problem
 from .common import DB_OPTION, EXIT_REFUSED, EXIT_UNREACHABLE, PRICES_OPTION, api_options, existing_database
 from .common import settings as _settings
@@ -42,6 +42,14 @@ from .common import settings as _settings
     "answers 429 (default 30; 0 turns the limit off).",
 )
 @click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=HEADER_TIMEOUT,
+    show_default=True,
+    help="Seconds a client has to send a request's line and headers; an idle connection is "
+    "closed after this long (kept-alive ones after 5 s).",
+)
+@click.option(
     "--memory-limit",
     default=None,
     help="Memory the database may use before it spills to disk, like 2GB (default: 80% of RAM). "
@@ -55,6 +63,7 @@ def serve(
     lookback_days: int | None,
     rate_limit: int | None,
     auth_failures_per_minute: int | None,
+    header_timeout: float,
     memory_limit: str | None,
     prices_path: Path | None,
 ) -> None:
@@ -112,7 +121,7 @@ def serve(
         create_app(settings, keyring=keyring, store=store, close_store=True),
         log_config=logging_config(),
         access_log=False,
-        **CONNECTION_LIMITS,
+        **connection_limits(header_timeout),
     )
     uvicorn.Server(config).run(sockets=[listener])
 

@@ -1,0 +1,271 @@
+"""What an attacker with an HTTP client tries: weak keys, guessing, locked files, forged
+cursors, oversized or slow requests, compressed bombs, and files others can read."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import os
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from openusage.catalogue import BY_PATH
+from openusage.server import create_app
+from openusage.server.cursor import Cursor, CursorSigner
+from openusage.server.params import parse_query
+from openusage.settings import Settings
+from openusage.store import DuckDBStore
+
+from .conftest import ADMIN_KEY, DAY, Server, event, free_port, start_server, stop_server
+
+COMPLETIONS = "/organization/usage/completions"
+
+
+def serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``openusage serve`` expected to refuse to start (so it returns)."""
+    return subprocess.run(
+        [sys.executable, "-m", "openusage", "serve", "--db", str(tmp / "u.duckdb"), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("x", "32 or more"),
+        ("sk-admin-" + "é" * 30, "printable ASCII"),
+        ("sk-admin-" + "a" * 30 + " ", "ASCII"),
+    ],
+)
+def test_a_weak_or_unsendable_admin_key_is_refused_at_start(tmp_path: Path, key: str, why: str) -> None:
+    done = serve(tmp_path, "--port", str(free_port()), env={"OPENUSAGE_ADMIN_KEY": key})
+    assert done.returncode != 0
+    assert why in done.stderr and "secrets.token_urlsafe" in done.stderr
+    assert "Usage API on" not in done.stdout
+
+
+def test_a_busy_port_is_one_sentence_before_anything_is_announced(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = serve(tmp_path, "--port", str(port), env={"OPENUSAGE_ADMIN_KEY": ""})
+    assert done.returncode == 1
+    assert done.stdout == ""  # no banner, and no admin key made and shown
+    (line,) = done.stderr.strip().splitlines()
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "--port" in line
+    assert not (tmp_path / "u.keys.sqlite").exists()
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with the default limit on failed authentications and a short head deadline."""
+    tmp = tmp_path_factory.mktemp("guarded")
+    running = start_server(tmp, "--lookback-days", "0", "--header-timeout", "1", guess_limit=True)
+    yield running
+    stop_server(running)
+
+
+def test_guessing_keys_is_limited_per_address_and_valid_keys_spend_nothing(guarded: Server) -> None:
+    params = {"start_time": 1_700_000_000}
+    # Many good requests first: they do not use up the allowance for failures.
+    for _ in range(60):
+        assert guarded.get(COMPLETIONS, params).status_code == 200
+    statuses = [
+        guarded.get(COMPLETIONS, params, key=f"sk-admin-guess-{i:040d}").status_code for i in range(31)
+    ]
+    assert statuses[:30] == [401] * 30
+    assert statuses[30] == 429
+    refused = guarded.get(COMPLETIONS, params, key="sk-admin-guess-again" + "x" * 20)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_files_are_the_owners_alone_and_exposed_ones_are_warned_about(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # a usual umask: files would be readable by everyone
+    try:
+        running = start_server(tmp_path)
+        try:
+            assert running.ingest_ok([event("embeddings", 1_790_000_000, input_tokens=1)])["inserted"] == 1
+            made = [p for p in tmp_path.iterdir() if p.name.startswith("usage.")]
+            assert {p.name for p in made} >= {"usage.duckdb", "usage.keys.sqlite"}
+            for path in made:
+                assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+        finally:
+            stop_server(running)
+        (tmp_path / "usage.keys.sqlite").chmod(0o644)
+        again = start_server(tmp_path)
+        stop_server(again)
+        assert "usage.keys.sqlite can be read by other users" in again.log_path.read_text()
+    finally:
+        os.umask(old)
+
+
+def test_a_locked_key_file_gives_503_and_holds_up_nothing_else(tmp_path: Path) -> None:
+    running = start_server(tmp_path, "--lookback-days", "0")
+    try:
+        made = running.cli("keys", "create")
+        stored_key = made.stdout.strip()
+        lock = sqlite3.connect(str(tmp_path / "usage.keys.sqlite"), isolation_level=None)
+        lock.execute("PRAGMA locking_mode=EXCLUSIVE")
+        lock.execute("BEGIN EXCLUSIVE")
+        lock.execute("INSERT INTO meta VALUES ('lock', x'00')")
+        try:
+            waiting: dict[str, Any] = {}
+
+            def stored() -> None:
+                waiting["response"] = running.get(COMPLETIONS, {"start_time": 1_700_000_000}, key=stored_key)
+
+            thread = threading.Thread(target=stored)
+            thread.start()
+            # While that request waits on the locked file, others are answered.
+            health = httpx.get(running.base_url + "/health", timeout=30)
+            configured = running.get(COMPLETIONS, {"start_time": 1_700_000_000})
+            assert thread.is_alive(), "the stored-key request should still be waiting on the lock"
+            assert (health.status_code, configured.status_code) == (200, 200)
+            thread.join(30)
+            response = waiting["response"]
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert running.get(COMPLETIONS, {"start_time": 1_700_000_000}, key=stored_key).status_code == 200
+    finally:
+        stop_server(running)
+
+
+def test_a_cursor_signed_with_a_stolen_secret_cannot_reach_past_its_first_request(server: Server) -> None:
+    keys = sqlite3.connect(str(server.db_path.with_name("usage.keys.sqlite")))
+    (secret,) = keys.execute("SELECT value FROM meta WHERE name = 'cursor_secret'").fetchone()
+    keys.close()
+    signer = CursorSigner(bytes(secret))
+    day0 = server.window(2)
+    endpoint = BY_PATH[COMPLETIONS]
+
+    def forged(params: dict[str, Any], effective_end: int) -> httpx.Response:
+        query = parse_query(endpoint, str(httpx.QueryParams(params)), max_array_values=1000)
+        token = signer.encode(Cursor(effective_end=effective_end, next_start=day0 + DAY), query.canonical())
+        return server.get(COMPLETIONS, {**params, "page": token})
+
+    ten_years = 1_790_000_000 + 3650 * DAY
+    assert forged({"start_time": day0, "limit": 1}, ten_years).status_code == 400
+    explicit = {"start_time": day0, "end_time": day0 + 2 * DAY, "limit": 1}
+    assert forged(explicit, day0 + 3 * DAY).status_code == 400
+    assert forged(explicit, day0 + 2 * DAY).status_code == 200  # what the server itself signs
+
+
+def raw_exchange(server: Server, request: bytes) -> bytes:
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /v1/organization/usage/completions?start_time=" + b"1" * 300_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n", 431),
+        (b"GARBAGE\r\n\r\n", 400),
+    ],
+)
+def test_oversized_or_malformed_requests_get_the_error_envelope(
+    server: Server, request_bytes: bytes, status: int
+) -> None:
+    answer = raw_exchange(server, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status), head
+    assert httpx.Response(status, content=body).json()["error"]["type"] == "invalid_request_error"
+
+
+def test_idle_and_trickling_connections_are_closed(guarded: Server) -> None:
+    # Nothing sent: closed without an answer once the head deadline passes.
+    assert raw_exchange(guarded, b"") == b""
+    # Half a request, then nothing: 408 in the envelope.
+    answer = raw_exchange(guarded, b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    # A kept-alive connection trickling a byte at a time is closed too.
+    host, port = guarded.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in sock.recv(65536)
+        closed = False
+        for _ in range(100):
+            try:
+                sock.sendall(b"G")
+                threading.Event().wait(0.1)
+            except OSError:
+                closed = True
+                break
+        if not closed:  # the answer (408) or the close arrives on the next read
+            assert sock.recv(65536).startswith(b"HTTP/1.1 408") or sock.recv(65536) == b""
+
+
+def test_gzip_batches_are_accepted_and_bombs_refused(server: Server) -> None:
+    day0 = server.window(1)
+    body = httpx.Request("POST", "/", json={"events": [event("embeddings", day0 + 1, input_tokens=9)]}).read()
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"}
+    url = server.api + "/organization/usage/events"
+    ok = httpx.post(url, content=gzip.compress(body), headers={**headers, "content-encoding": "gzip"})
+    assert ok.status_code == 200 and ok.json()["inserted"] == 1
+    bomb = gzip.compress(b" " * (17 * 2**20))  # 17 MB of spaces, about 17 kB sent
+    refused = httpx.post(url, content=bomb, headers={**headers, "content-encoding": "gzip"})
+    assert refused.status_code == 413 and "inflated" in refused.json()["error"]["message"]
+    broken = httpx.post(url, content=b"not gzip", headers={**headers, "content-encoding": "gzip"})
+    assert broken.status_code == 400
+    other = httpx.post(url, content=body, headers={**headers, "content-encoding": "br"})
+    assert other.status_code == 415
+
+
+class FailingStore(DuckDBStore):
+    """A real store whose reads fail, as a full or broken disk would make them."""
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the disk is on fire")
+
+
+def test_a_fault_is_one_enveloped_500_that_does_not_escape_the_app(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FailingStore(tmp_path / "usage.duckdb")
+    settings = Settings(db_path=tmp_path / "usage.duckdb", admin_key=ADMIN_KEY, lookback_days=None)
+    try:
+        # raise_app_exceptions: an exception that left the app (and made the server log it
+        # again and close the connection) would fail this test.
+        transport = httpx.ASGITransport(create_app(settings, store=store), raise_app_exceptions=True)
+
+        async def ask() -> httpx.Response:
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.get(
+                    "/v1" + COMPLETIONS,
+                    params={"start_time": 1_700_000_000},
+                    headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                )
+
+        with caplog.at_level(logging.ERROR, logger="openusage"):
+            response = asyncio.run(ask())
+        assert response.status_code == 500
+        assert response.json()["error"]["type"] == "server_error"
+        assert "fire" not in response.text  # no internals in the answer
+        assert [r.message for r in caplog.records if r.levelno >= logging.ERROR] == ["unhandled error"]
+    finally:
+        store.close()
