@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -132,3 +133,33 @@ def test_rollup_commands_refuse_a_database_in_use(tmp_path: Path) -> None:
         stop_server(running)
     assert refused.returncode == 1
     assert "in use by another process" in refused.stderr
+
+
+def test_the_price_book_prices_everything_the_demo_makes(demo_server: Server) -> None:
+    checked = subprocess.run(
+        [sys.executable, "-m", "openusage", "prices", "check", "--days", "15"],
+        env={**os.environ, "OPENAI_ADMIN_KEY": demo_server.admin_key, "OPENUSAGE_URL": demo_server.api},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "has a price" in checked.stdout
+
+
+def test_the_demo_has_agents_traffic_and_both_cache_retentions(demo_server: Server) -> None:
+    start = int(time.time()) - 14 * DAY
+    for path in ("/organization/usage/completions", "/organization/usage/decisions"):
+        buckets = demo_server.walk(path, {"start_time": start, "group_by": "api_source"})
+        sources = Counter[str]()
+        for r in (r for b in buckets for r in b["results"]):
+            sources[r["api_source"]] += r["num_model_requests"]
+            assert (
+                r["input_cache_write_tokens"]
+                == r["input_cache_write_30m_tokens"] + r["input_cache_write_12h_tokens"]
+            )
+        assert set(sources) == {"agents_api", "unlabeled"} and sources["unlabeled"] > sources["agents_api"]
+    whole = demo_server.walk("/organization/usage/completions", {"start_time": start})
+    assert sum(r["input_cache_write_12h_tokens"] for b in whole for r in b["results"]) > 0
+    assert sum(r["input_cache_write_30m_tokens"] for b in whole for r in b["results"]) > 0

@@ -28,6 +28,9 @@ COMPLETION_MODELS = {
     "gpt-4o-audio-preview": 0.03,
 }
 SERVICE_TIERS = {"default": 0.82, "flex": 0.08, "priority": 0.07, "scale": 0.03}
+#: models OpenAI offers no priority tier or prompt caching for, so the demo uses neither
+NO_PRIORITY = frozenset({"gpt-5-nano", "gpt-4o-audio-preview"})
+NO_CACHING = frozenset({"gpt-4o-audio-preview"})
 # Events per hour at the daily peak, on a weekday.
 PEAK_RATE = {
     "completions": 60.0,
@@ -100,7 +103,7 @@ def _completion(rng: random.Random, model: str) -> dict[str, Any]:
     input_tokens = max(20, int(rng.lognormvariate(math.log(1800), 1.1)))
     output_tokens = max(1, int(rng.lognormvariate(math.log(350), 0.9)))
     cached = 0
-    if input_tokens > 1024 and rng.random() < 0.55:
+    if input_tokens > 1024 and rng.random() < 0.55 and model not in NO_CACHING:
         cached = min(input_tokens - 64, 128 * rng.randint(4, input_tokens // 128))
     event: dict[str, Any] = {
         "model": model,
@@ -109,10 +112,11 @@ def _completion(rng: random.Random, model: str) -> dict[str, Any]:
         "input_cached_tokens": cached,
         "batch": rng.random() < 0.07,
     }
-    event["service_tier"] = "default" if event["batch"] else _pick(rng, SERVICE_TIERS)
+    tier = "default" if event["batch"] else _pick(rng, SERVICE_TIERS)
+    event["service_tier"] = "default" if tier == "priority" and model in NO_PRIORITY else tier
     event["api_source"] = "agents_api" if rng.random() < 0.15 else "unlabeled"
     uncached = input_tokens - cached
-    if uncached > 2048 and rng.random() < 0.3:
+    if uncached > 2048 and rng.random() < 0.3 and model not in NO_CACHING:
         # Prompt cache writes: most kept 30 minutes, some for 12 hours.
         written = rng.randint(1024, uncached - 512)
         long_kept = written if rng.random() < 0.25 else 0
@@ -164,7 +168,10 @@ def _usage_event(rng: random.Random, kind: str, project: Project) -> dict[str, A
             "images": rng.choice([1, 1, 1, 2, 4]),
         }
     if kind == "audio_speeches":
-        return who | {"model": rng.choice(["gpt-4o-mini-tts", "tts-1"]), "characters": rng.randint(80, 4000)}
+        return who | {
+            "model": rng.choice(["tts-1", "tts-1", "tts-1-hd"]),
+            "characters": rng.randint(80, 4000),
+        }
     if kind == "audio_transcriptions":
         return who | {"model": rng.choice(["gpt-4o-transcribe", "whisper-1"]), "seconds": rng.randint(3, 900)}
     if kind == "code_interpreter_sessions":

@@ -50,7 +50,7 @@ def draw_chart(
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    from .query import human
+    from .query import human, human_bytes
 
     start, end, width = span
     starts = [s for s, _ in iter_buckets(start, end, width, whole_days=endpoint.is_costs)]
@@ -70,9 +70,15 @@ def draw_chart(
     else:
         # Steps, not slopes: a bucket's value holds for the whole bucket.
         axes.stackplot(times, values, labels=labels, step="post")
-        axes.set_ylabel(f"{metric} per {PER[width]}")
-        axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
-        title = f"{endpoint.name}: {metric} per {PER[width]} by {', '.join(group_by) or 'bucket'}"
+        by = ", ".join(group_by) or "bucket"
+        if endpoint.has_gauge:  # a size at each bucket's end, not an amount per bucket
+            axes.set_ylabel(f"{metric} (size at the end of each {PER[width]})")
+            axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(v)))
+            title = f"{endpoint.name}: size by {by}"
+        else:
+            axes.set_ylabel(f"{metric} per {PER[width]}")
+            axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
+            title = f"{endpoint.name}: {metric} per {PER[width]} by {by}"
     axes.set_title(title)
     axes.set_xlabel("time (UTC)")
     axes.xaxis_date()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 
 from ..settings import Settings
 
@@ -155,3 +156,10 @@ def _message(error: Any) -> str:
     message = str(error.message)
     prefix = f"{error.status_code} "
     return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def table_console() -> Console:
+    """A console for tables: as wide as the terminal, or unlimited when piped, so that
+    nothing is cut to 80 columns in a file or another program."""
+    console = Console()
+    return console if console.is_terminal else Console(width=100_000)

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich.table import Table
 
-from .common import EXIT_REJECTED, PRICES_OPTION, api_errors, api_options
+from .common import EXIT_REJECTED, PRICES_OPTION, api_errors, api_options, table_console
 
 
 @click.group()
@@ -30,7 +31,7 @@ def prices_show(model: str, day: datetime | None, prices_path: Path | None) -> N
 
     book = PriceBook.from_file(prices_path)
     when = (day or datetime.now(UTC)).date()
-    found = False
+    table = Table("item", "variant", "price", "source", title=f"{model} on {when}")
     for item, (_, per, _) in DATASET_FIELDS.items():
         tokens = per == 1_000_000
         for batch, tier in (
@@ -41,19 +42,16 @@ def prices_show(model: str, day: datetime | None, prices_path: Path | None) -> N
             quote = book.quote(model, item, when, batch=batch, service_tier=tier)
             if quote is None:
                 continue
-            found = True
             variant = "batch" if batch else (tier or "standard")
             price = f"${quote.usd * 1_000_000:.4f} per million" if tokens else f"${quote.usd:.6f} each"
-            click.echo(f"{item:22s} {variant:9s} {price:26s} ({quote.source})")
+            table.add_row(item, variant, price, quote.source)
     for rule in book.rules_for(model):
-        found = True
         item = f"{rule.item} ({rule.variant})" if rule.variant else rule.item
         dates = f", from {rule.start}" if rule.start else ""
-        click.echo(
-            f"{item:22s} {'standard':9s} {'$' + format(rule.usd, 'f') + ' each':26s} ({rule.source}{dates})"
-        )
-    if not found:
+        table.add_row(item, "standard", "$" + format(rule.usd, "f") + " each", f"{rule.source}{dates}")
+    if not table.row_count:
         raise click.ClickException(f"no price known for {model!r} on {when}: add one with --prices FILE")
+    table_console().print(table)
 
 
 @prices.command("check")

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..catalogue import COSTS, USAGE_KINDS, WIDTH_SECONDS, Endpoint
 from ..client.pages import result_rows, rows_to_csv
-from .common import TIME, api_errors, api_options
+from .common import TIME, api_errors, api_options, table_console
 
 FORMATS = ("table", "csv", "json", "ndjson")
 TIME_FORMATS = {"1d": "%Y-%m-%d", "1h": "%Y-%m-%d %H:00", "1m": "%Y-%m-%d %H:%M"}
@@ -31,6 +31,14 @@ def human(value: float) -> str:
         if magnitude >= limit:
             return f"{value / limit:.3g}{suffix}"
     return f"{value:.3g}" if isinstance(value, float) and not value.is_integer() else f"{int(value)}"
+
+
+def human_bytes(value: float) -> str:
+    """A size in binary units: 188 GiB, not 188B (which reads as billions)."""
+    for power, suffix in ((4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if abs(value) >= 1024**power:
+            return f"{value / 1024**power:.3g} {suffix}"
+    return f"{int(value)} bytes"
 
 
 def _split(values: Sequence[str]) -> list[str]:
@@ -78,26 +86,30 @@ def print_table(
     endpoint: Endpoint, rows: list[dict[str, Any]], group_by: list[str], metrics: list[str], width: str
 ) -> None:
     table = Table(title=f"{endpoint.name} by {', '.join(group_by) or 'bucket'}", show_footer=True)
-    table.add_column("start (UTC)", footer="total")
+    # A gauge's sum over buckets means nothing: its footer is the last bucket's size.
+    last_start = max((r["start_time"] for r in rows), default=None)
+    table.add_column("start (UTC)", footer="latest" if endpoint.has_gauge else "total")
     for name in group_by:
         table.add_column(name)
     extra = ["quantity", "quantity_unit"] if endpoint.is_costs and "line_item" in group_by else []
+    shown = _money if endpoint.is_costs else human_bytes if endpoint.has_gauge else human
     for name in metrics:
-        total = sum(r.get(name) or 0 for r in rows)
+        counted = [r for r in rows if r["start_time"] == last_start] if endpoint.has_gauge else rows
+        total = sum(r.get(name) or 0 for r in counted)
         label = "amount (USD)" if name == "amount_value" else name
-        table.add_column(label, justify="right", footer=_money(total) if endpoint.is_costs else human(total))
+        table.add_column(label, justify="right", footer=shown(total))
     for name in extra:
         table.add_column(name, justify="right" if name == "quantity" else "left")
     for row in rows:
         cells = [datetime.fromtimestamp(row["start_time"], UTC).strftime(TIME_FORMATS[width])]
         cells += ["—" if row.get(g) is None else str(row[g]) for g in group_by]
-        cells += [_money(row.get(m) or 0) if endpoint.is_costs else human(row.get(m) or 0) for m in metrics]
+        cells += [shown(row.get(m) or 0) for m in metrics]
         cells += [
             human(row["quantity"]) if n == "quantity" and row.get(n) is not None else str(row.get(n) or "")
             for n in extra
         ]
         table.add_row(*cells)
-    Console().print(table)
+    table_console().print(table)
 
 
 def _money(value: float) -> str:
@@ -162,7 +174,11 @@ def query_options(endpoint: Endpoint) -> Callable[[Callable[..., Any]], Callable
         if not endpoint.is_costs:
             options.append(
                 click.option(
-                    "--metric", "metrics", multiple=True, help="Metrics to show (default: the first four)."
+                    "--metric",
+                    "metrics",
+                    multiple=True,
+                    help="Metrics the table and chart show (default: the first four); CSV, JSON and "
+                    "NDJSON always hold every field.",
                 )
             )
         for param, dimension in endpoint.filters.items():

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import DB_OPTION, existing_database
+from .common import DB_OPTION, existing_database, table_console
 
 if TYPE_CHECKING:
     from ..store import DuckDBStore
@@ -33,7 +33,6 @@ def _open(db_path: Path | None) -> DuckDBStore:
 @DB_OPTION
 def rollups_show(db_path: Path | None) -> None:
     """List each rollup: its kind, grain, dimensions and rows."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..store.rollups import ROLLUPS
@@ -48,7 +47,7 @@ def rollups_show(db_path: Path | None) -> None:
         for r in kept:
             dims = ", ".join(r.dimensions) or "(none)"
             table.add_row(kind, r.name, GRAINS[r.grain], dims, f"{rows[r.table]:,}")
-    Console().print(table)
+    table_console().print(table)
     click.echo(f"{unrolled} events not rolled up yet (queries read them raw).")
 
 
