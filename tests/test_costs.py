@@ -429,8 +429,13 @@ def test_prices_show_names_prices_and_sources(tmp_path: Path) -> None:
     prices.write_text(PRICES)
     shown = run_cli("prices", "show", "m-test", "--prices", str(prices), "--day", "2024-03-04")
     assert shown.returncode == 0, shown.stderr
-    assert "output                 standard  $12.0000 per million" in shown.stdout
-    assert "hand-computed test prices" in shown.stdout
+    rows = [
+        [cell.strip() for cell in line.split("│")[1:-1]] for line in shown.stdout.splitlines() if "│" in line
+    ]
+    assert ["item", "variant", "price", "source"] in [
+        [c.strip() for c in line.split("┃")[1:-1]] for line in shown.stdout.splitlines()
+    ]
+    assert ["output", "standard", "$12.0000 per million", "hand-computed test prices"] in rows
     bundled = run_cli("prices", "show", "gpt-4o")
     assert "$2.5000 per million" in bundled.stdout and "genai-prices" in bundled.stdout
     unknown = run_cli("prices", "show", "no-such-model")
