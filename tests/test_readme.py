@@ -4,8 +4,9 @@ The server is ``scripts/demo.sh`` itself, on a free port, with its database in a
 folder and ``OPENUSAGE_SKIP_SETUP=1`` (the suite runs inside the ``.venv`` it would make).
 The shell blocks run in one bash session, as typed into a terminal, and each Python block
 is fed to ``python`` in that session, so variables exported earlier are there. The only
-change made is the port: in the text, and in ``$OPENUSAGE_URL`` for the CLI's default. The block with the two commands is what started the
-server (``demo.sh``) and what runs this suite (``test.sh``), so it is not run again.
+change made is the port: in the text, and in ``$OPENUSAGE_URL`` for the CLI's default.
+The block with the two commands is what started the server (``demo.sh``) and what runs
+this suite (``test.sh``), so it is not run again.
 """
 
 from __future__ import annotations
