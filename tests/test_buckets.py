@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openusage.buckets import DAY, ceil_to, floor_to, iter_buckets, page_of_buckets, usage_bucket_start
+from openusage.buckets import DAY, ceil_to, floor_to, iter_buckets, page_of_buckets
 from openusage.catalogue import WIDTH_SECONDS
 
 times = st.integers(946_684_800, 4_102_444_800)
@@ -70,11 +70,3 @@ def test_pages_concatenate_to_all_buckets(start: int, length: int, width: str, l
             break
         cursor = page[-1][1]
     assert walked == everything
-
-
-@given(ts=times, start=times, width=widths)
-def test_every_timestamp_lands_in_the_bucket_that_holds_it(ts: int, start: int, width: str) -> None:
-    if ts < start:
-        ts, start = start, ts
-    bucket_start = usage_bucket_start(ts, start, width)
-    assert start <= bucket_start <= ts < floor_to(ts, WIDTH_SECONDS[width]) + WIDTH_SECONDS[width]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 from itertools import combinations
 from pathlib import Path
@@ -528,3 +529,51 @@ def test_the_unpriced_line_can_be_filtered_on(costs_server: Server) -> None:
         {"start_time": DAY0, "end_time": DAY0 + DAY, "line_items[]": "no-price-model, input (unpriced)"},
     )
     assert day_totals(page) == [Decimal(0)] and len(page["data"][0]["results"]) == 1
+
+
+def test_batch_and_flex_without_a_dataset_price_cost_half_and_priority_is_unpriced() -> None:
+    from openusage.costs import PriceBook
+    from openusage.costs.pricebook import _prices
+
+    day = date(2026, 11, 1)
+    model = "gpt-4o-audio-preview"
+    standard = _prices(model, day, ())
+    # The dataset has no batch, flex or priority variant for this model on this day: the
+    # fallbacks are what is exercised (if it gains one, this says so).
+    for context in ((("processing", "batch"),), (("service_tier", "flex"),), (("service_tier", "priority"),)):
+        assert _prices(model, day, context) == standard, context
+    book = PriceBook()
+    full = book.quote(model, "input", day, batch=False, service_tier=None)
+    assert full is not None and full.usd == Decimal("0.0000025")
+    for batch, tier in ((True, None), (False, "flex")):
+        half = book.quote(model, "input", day, batch=batch, service_tier=tier)
+        assert half is not None and half.usd == full.usd / 2
+    assert book.quote(model, "input", day, batch=False, service_tier="priority") is None
+
+
+def test_flex_and_unpriced_priority_usage_get_their_own_line_items(tmp_path: Path) -> None:
+    day = int(time.time()) - int(time.time()) % DAY - DAY
+    running = start_server(tmp_path)
+    try:
+        running.ingest_ok(
+            [
+                event(
+                    "completions", day + 60, model="gpt-5-mini", service_tier="flex", input_tokens=1_000_000
+                ),
+                event(
+                    "completions",
+                    day + 60,
+                    model="gpt-4o-audio-preview",
+                    service_tier="priority",
+                    input_tokens=10,
+                ),
+            ]
+        )
+        page = exact(running, {"start_time": day, "end_time": day + DAY, "group_by": "line_item"})
+    finally:
+        stop_server(running)
+    got = {r["line_item"]: r["amount"]["value"] for r in page["data"][0]["results"]}
+    assert got == {
+        "gpt-5-mini, input (flex)": Decimal("0.125"),  # the dataset's flex price, $0.125/M
+        "gpt-4o-audio-preview, input (priority) (unpriced)": Decimal(0),
+    }

@@ -33,7 +33,12 @@ def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# A module-scoped server is shared by the examples on purpose; a server round trip is slow.
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_no_server_errors_and_answers_match_the_document(
     case: schemathesis.Case, fuzzed_server: Server
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,3 +73,55 @@ def test_a_failed_commit_fails_every_request_in_it_and_the_next_one_works(tmp_pa
     assert isinstance(first[0], OSError)
     assert (second.inserted, second.duplicates) == (5, 0)
     store.close()
+
+
+def test_a_retried_stored_batch_shares_a_commit_with_new_ones(tmp_path: Path) -> None:
+    """A retry of a batch stored long ago, in the same commit as new batches (and after
+    them), is counted as duplicates; the commit does not fail for it."""
+    store = DuckDBStore(tmp_path / "retry.duckdb")
+    try:
+        old = rows("old", 30)
+        store.append(old)
+        partly = rows("new-a", 10) + old[:5]  # a batch half retried, half new
+        results = store.append_batches([rows("new-b", 20), old, partly, old[10:12]])
+        assert [(r.inserted, r.duplicates) for r in results] == [(20, 0), (0, 30), (10, 5), (0, 2)]
+        (count,) = store._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+        assert count == 60
+    finally:
+        store.close()
+
+
+def test_every_request_of_a_failed_shared_commit_learns_of_it(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "shared-fail.duckdb")
+    original = store.append_batches
+    release = threading.Event()
+    calls = {"n": 0, "sizes": []}
+
+    def slow_then_failing(batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
+        calls["n"] += 1
+        calls["sizes"].append(len(batches))
+        if calls["n"] == 1:
+            release.wait(30)  # hold the first commit while the others queue up
+            return original(batches)
+        raise OSError("disk full")
+
+    store.append_batches = slow_then_failing  # type: ignore[method-assign]
+
+    async def run() -> list[object]:
+        committer = GroupCommitter(store)
+        first = asyncio.ensure_future(committer.append(rows("first", 3)))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(committer.append(rows(f"q{n}", 3))) for n in range(5)]
+        await asyncio.sleep(0.05)
+        release.set()
+        # A bound, not a timing: a waiter never told of the failure would wait for ever.
+        return await asyncio.wait_for(asyncio.gather(first, *queued, return_exceptions=True), 30)
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        store.append_batches = original  # type: ignore[method-assign]
+        store.close()
+    assert calls["sizes"] == [1, 5], "the five queued batches shared the second commit"
+    assert isinstance(results[0], AppendResult)
+    assert all(isinstance(r, OSError) for r in results[1:])

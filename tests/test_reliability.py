@@ -161,7 +161,17 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path) -> None:
     # Uvicorn ends with the signal it was given, after a graceful shutdown.
     assert running.process.wait(timeout=30) in (0, -signal.SIGTERM)
     assert result["response"].status_code == 200
-    assert "Finished server process" in running.log_path.read_text()
+    log = running.log_path.read_text()
+    assert "Finished server process" in log
+    # The signal came while the request was in flight: the server began shutting down
+    # before it logged the answer to the batch.
+    answered = next(
+        i
+        for i, line in enumerate(log.splitlines())
+        if '"path":"/v1/organization/usage/events"' in line.replace(" ", "")
+    )
+    shutting = next(i for i, line in enumerate(log.splitlines()) if "Shutting down" in line)
+    assert shutting < answered
     restarted = start_server(tmp_path, "--lookback-days", "0")
     try:
         assert count_events(restarted, day0) == 10_000
@@ -285,3 +295,27 @@ def test_the_memory_limit_reaches_the_database(tmp_path: Path) -> None:
     finally:
         store.close()
     assert setting == "286.1 MiB"  # DuckDB shows 300 MB in binary units
+
+
+def test_health_says_ok_without_a_key(server: Server) -> None:
+    response = httpx.get(server.base_url + "/health")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_a_cursor_survives_a_restart(tmp_path: Path) -> None:
+    running = start_server(tmp_path, "--lookback-days", "0")
+    day0 = running.window(3)
+    path = "/organization/usage/embeddings"
+    params = {"start_time": day0, "end_time": day0 + 3 * DAY, "limit": 1}
+    try:
+        running.ingest_ok([event("embeddings", day0 + d * DAY, input_tokens=d + 1) for d in range(3)])
+        first = running.page(path, params)
+    finally:
+        stop_server(running)
+    restarted = start_server(tmp_path, "--lookback-days", "0")
+    try:
+        second = restarted.page(path, {**params, "page": first["next_page"]})
+        assert second["data"][0]["start_time"] == day0 + DAY
+        assert second["data"][0]["results"][0]["input_tokens"] == 2
+    finally:
+        stop_server(restarted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -257,8 +258,6 @@ def test_late_events_update_a_bucket_already_returned(server: Server) -> None:
 
 
 def test_default_end_is_now_and_default_width_is_a_day(server: Server) -> None:
-    import time
-
     start = int(time.time()) - 2 * DAY - 100
     page = server.page("/organization/usage/audio_speeches", {"start_time": start})
     assert page["data"][0]["start_time"] == start
@@ -277,3 +276,90 @@ def test_pages_walk_the_whole_range_and_the_cursor_pins_the_end(server: Server) 
     buckets = server.walk("/organization/usage/audio_transcriptions", params)
     assert [b["start_time"] for b in buckets] == [day0 + d * DAY for d in range(10)]
     assert [b["results"][0]["seconds"] for b in buckets] == list(range(1, 11))
+
+
+def test_a_size_reported_on_a_bucket_boundary_belongs_to_the_bucket_it_starts(server: Server) -> None:
+    day0 = server.window(1)
+    project, store = f"p-edge-{day0}", f"vs-edge-{day0}"
+    boundary = day0 + 120  # the start of the third minute
+    server.ingest_ok(
+        [
+            event("vector_stores", day0 + 10, vector_store_id=store, project_id=project, usage_bytes=100),
+            event("vector_stores", boundary, vector_store_id=store, project_id=project, usage_bytes=500),
+        ]
+    )
+    page = server.page(
+        "/organization/usage/vector_stores",
+        {"start_time": day0, "end_time": day0 + 240, "bucket_width": "1m", "project_ids": project},
+    )
+    sizes = [[r["usage_bytes"] for r in b["results"]] for b in page["data"]]
+    assert sizes == [[100], [100], [500], [500]]  # a size at 12:02:00 is not the size of 12:01
+
+
+def test_of_two_sizes_reported_at_the_same_second_the_later_ingested_wins(server: Server) -> None:
+    day0 = server.window(1)
+    project = f"p-tie-{day0}"
+    at = day0 + 30
+    for store, sizes in (("a", (100, 200)), ("b", (900, 300))):
+        for size in sizes:  # two requests, so the order of ingestion is known
+            server.ingest_ok(
+                [
+                    event(
+                        "vector_stores",
+                        at,
+                        vector_store_id=f"vs-{store}-{day0}",
+                        project_id=project,
+                        usage_bytes=size,
+                    )
+                ]
+            )
+    page = server.page(
+        "/organization/usage/vector_stores",
+        {"start_time": day0, "end_time": day0 + 60, "bucket_width": "1m", "project_ids": project},
+    )
+    assert [r["usage_bytes"] for r in page["data"][0]["results"]] == [200 + 300]
+
+
+def test_the_cursor_pins_now_for_the_whole_walk(server: Server) -> None:
+    """Without end_time the first page's "now" is the end of every later page, however
+    long the walk takes; a cursor that let "now" move would add buckets as it went."""
+    start = int(time.time()) - 5 * 60
+    path = "/organization/usage/embeddings"
+    params = {"start_time": start, "bucket_width": "1m", "limit": 1}
+    first = server.page(path, params)
+    answered = int(time.time())
+    buckets, page = list(first["data"]), first
+    while page["has_more"]:
+        time.sleep(0.5)  # the clock moves on by more than a second over the walk
+        page = server.page(path, {**params, "page": page["next_page"]})
+        buckets += page["data"]
+    assert int(time.time()) > answered + 1
+    assert buckets[-1]["end_time"] <= answered
+    assert [b["start_time"] for b in buckets[1:]] == [b["end_time"] for b in buckets[:-1]]
+
+
+def test_every_event_lands_in_the_bucket_the_server_says_holds_it(server: Server) -> None:
+    """Bucket starts as the server computes them: the query's start for the first, UTC
+    boundaries after it; checked value by value, not as a range."""
+    day0 = server.window(1)
+    start = day0 + 3600 + 17 * 60 + 23  # 01:17:23
+    stamps = [start, start + 36, start + 37, day0 + 2 * 3600, day0 + 2 * 3600 + 59 * 60 + 59]
+    project = f"p-land-{day0}"
+    server.ingest_ok([event("embeddings", ts, project_id=project, input_tokens=1) for ts in stamps])
+    for width, seconds in (("1m", 60), ("1h", 3600), ("1d", DAY)):
+        page = server.page(
+            "/organization/usage/embeddings",
+            {
+                "start_time": start,
+                "end_time": day0 + 3 * 3600,
+                "bucket_width": width,
+                "limit": {"1m": 200, "1h": 5, "1d": 1}[width],
+                "project_ids": project,
+            },
+        )
+        got = {b["start_time"]: b["results"][0]["input_tokens"] for b in page["data"] if b["results"]}
+        expected: dict[int, int] = {}
+        for ts in stamps:
+            bucket = max(start, ts - ts % seconds)
+            expected[bucket] = expected.get(bucket, 0) + 1
+        assert got == expected, width

@@ -241,3 +241,78 @@ def test_server_fault_is_500_in_the_envelope_without_a_trace(tmp_path: Path) -> 
     assert error["type"] == "server_error"
     assert "fire" not in response.text and "secret" not in response.text
     store.close()
+
+
+def test_our_client_meets_the_real_servers_429_and_honours_retry_after(tmp_path: Path) -> None:
+    from openusage import UsageApi
+    from openusage.client import RateLimitError
+
+    running = start_server(tmp_path, "--rate-limit", "60", "--lookback-days", "0")
+    try:
+        start = 1_700_000_000
+        with UsageApi(ADMIN_KEY, base_url=running.api, max_retries=0) as impatient:
+            for _ in range(60):  # the whole allowance
+                impatient.usage_embeddings(start)
+            with pytest.raises(RateLimitError) as refused:
+                impatient.usage_embeddings(start)
+        assert refused.value.status_code == 429
+        assert refused.value.response.headers["retry-after"] == "1"
+        # A client that retries waits as told, and then gets its answer.
+        with UsageApi(ADMIN_KEY, base_url=running.api, max_retries=3) as patient:
+            assert patient.usage_embeddings(start).data is not None
+    finally:
+        stop_server(running)
+
+
+def test_a_page_stops_at_a_bucket_boundary_before_50000_results(tmp_path: Path) -> None:
+    """The documented default cap: 1,440 minute buckets of 35 groups each would be 50,400
+    results; the page ends before the bucket that would pass 50,000, and the next page
+    goes on from there."""
+    from starlette.testclient import TestClient
+
+    from openusage.server import create_app
+    from openusage.server.events import EventRules, parse_events
+    from openusage.settings import Settings
+    from openusage.store import DuckDBStore
+
+    day0 = 1_700_006_400
+    store = DuckDBStore(tmp_path / "cap.duckdb")
+    events = [
+        {
+            "id": f"e{m}-{g}",
+            "type": "embeddings",
+            "timestamp": day0 + 60 * m,
+            "model": f"m{g}",
+            "input_tokens": 1,
+        }
+        for m in range(1440)
+        for g in range(35)
+    ]
+    store.append(parse_events(events, EventRules(now=day0 + 2 * DAY)))
+    settings = Settings(db_path=tmp_path / "cap.duckdb", admin_key=ADMIN_KEY, lookback_days=None)
+    assert settings.max_page_rows == 50_000
+    try:
+        with TestClient(create_app(settings, store=store)) as http:
+            params = {
+                "start_time": day0,
+                "end_time": day0 + DAY,
+                "bucket_width": "1m",
+                "limit": 1440,
+                "group_by": "model",
+            }
+            first = http.get(
+                "/v1/organization/usage/embeddings",
+                params=params,
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            ).json()
+            assert len(first["data"]) == 50_000 // 35 and first["has_more"] is True
+            assert all(len(b["results"]) == 35 for b in first["data"])  # no bucket is split
+            rest = http.get(
+                "/v1/organization/usage/embeddings",
+                params={**params, "page": first["next_page"]},
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            ).json()
+            assert rest["data"][0]["start_time"] == first["data"][-1]["end_time"]
+            assert len(first["data"]) + len(rest["data"]) == 1440 and rest["has_more"] is False
+    finally:
+        store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -302,3 +303,11 @@ def test_comma_joined_filter_values_are_split_when_sent_as_commas(server: Server
         )
     assert response.status_code == 200
     assert [r["input_tokens"] for r in response.json()["data"][0]["results"]] == [2]
+
+
+def test_events_may_lie_at_most_a_day_ahead(server: Server) -> None:
+    now = int(time.time())
+    ahead = server.ingest([event("embeddings", now + DAY - 600, input_tokens=1)])
+    assert ahead.status_code == 200, ahead.text  # clocks of gateways differ
+    too_far = server.ingest([event("embeddings", now + DAY + 600, input_tokens=1)])
+    check_error(too_far, 400, "events[0].timestamp")

@@ -25,11 +25,6 @@ def ceil_to(ts: int, width_seconds: int) -> int:
     return -(-ts // width_seconds) * width_seconds
 
 
-def usage_bucket_start(ts: int, start: int, width: str) -> int:
-    """The start of the usage bucket holding ``ts`` for a query that starts at ``start``."""
-    return max(floor_to(ts, WIDTH_SECONDS[width]), start)
-
-
 def iter_buckets(start: int, end: int, width: str, *, whole_days: bool = False) -> Iterator[tuple[int, int]]:
     """Every bucket from ``start`` up to the effective ``end``, oldest first.
 

@@ -70,15 +70,32 @@ def check_endpoint(api: UsageApi, endpoint: Endpoint, day0: int, events: list[di
     assert [b.start_time for b in buckets] == [day0 + h * 3600 for h in range(48)]
     assert len(list(page.iter_pages())) == 10
     total = sum(getattr(r, metric) for b in buckets for r in b.results)
-    if not endpoint.has_gauge:
+    if endpoint.has_gauge:  # each bucket holds the stores' sizes at its end
+        assert total == sum(gauge_at(events, b.end_time) for b in buckets)
+    else:
         assert total == sum(e[metric] for e in events)
     for param, dimension in endpoint.filters.items():
         value: Any = True if dimension.type == "boolean" else [events[0][dimension.name]]
-        filtered = method(day0, day0 + 2 * DAY, **{param: value, **({} if param == "project_ids" else own)})
+        filtered = list(
+            method(day0, day0 + 2 * DAY, **{param: value, **({} if param == "project_ids" else own)})
+        )
         got = sum(getattr(r, metric) for b in filtered for r in b.results)
-        if not endpoint.has_gauge:
-            wanted = value if dimension.type == "boolean" else value[0]
+        wanted = value if dimension.type == "boolean" else value[0]
+        if endpoint.has_gauge:
+            expected = sum(gauge_at(events, b.end_time, **{dimension.name: wanted}) for b in filtered)
+            assert got == expected, param
+        else:
             assert got == sum(e[metric] for e in events if e.get(dimension.name) == wanted), param
+
+
+def gauge_at(events: list[dict[str, Any]], end: int, **where: Any) -> int:
+    """The sum of each vector store's last reported size before ``end``, over the stores
+    whose last report matches ``where`` (a store's last report says its project)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for e in sorted(events, key=lambda e: e["timestamp"]):
+        if e["timestamp"] < end:
+            latest[e["vector_store_id"]] = e
+    return sum(e["usage_bytes"] for e in latest.values() if all(e.get(k) == v for k, v in where.items()))
 
 
 @pytest.mark.parametrize("endpoint", USAGE_ENDPOINTS, ids=lambda e: e.name)
@@ -121,7 +138,11 @@ def test_sync_and_async_give_identical_results(server: Server, over_socket: Usag
         sync.append(list(page))
         sync.append(page.to_rows())
     assert asyncio.run(walk_async()) == sync
-    assert any(sync[0]) and len(sync[0]) == 72
+    # Something to compare: completions, 72 hour buckets, with the events' numbers in them.
+    assert len(sync[0]) == 72
+    assert sum(r.input_tokens for b in sync[0] for r in b.results) == sum(
+        e["input_tokens"] for e in sample_events(USAGE_ENDPOINTS[0], day0)
+    )
 
 
 def test_async_client_in_process(app_and_store: tuple[Any, DuckDBStore]) -> None:
