@@ -33,7 +33,7 @@ class GroupCommitter:
         while self._pending:
             taken, size = 0, 0
             while taken < len(self._pending) and (
-                taken <= 0 or size + len(self._pending[taken][0]) <= self._max_rows
+                taken == 0 or size + len(self._pending[taken][0]) <= self._max_rows
             ):
                 size += len(self._pending[taken][0])
                 taken += 1
