@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import shutil
 import sqlite3
@@ -46,7 +47,12 @@ NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-l
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    try:
+        content = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        # A sum past 64 bits (sums are exact 128-bit integers): the standard library writes it.
+        content = json.dumps(body, separators=(",", ":")).encode()
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
 class Authenticator:

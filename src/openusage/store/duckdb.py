@@ -75,7 +75,7 @@ def _literal(text: str) -> str:
 
 def _terms(terms: tuple[tuple[str, int], ...]) -> str:
     """A sum of metric columns with integer signs, as SQL."""
-    return "(" + " + ".join(f"({int(sign)}) * {_check_column(m)}" for m, sign in terms) + ")::BIGINT"
+    return "(" + " + ".join(f"({int(sign)}) * {_check_column(m)}" for m, sign in terms) + ")::HUGEINT"
 
 
 def _why(path: str, exc: Exception) -> str:
@@ -297,7 +297,7 @@ class DuckDBStore:
 
             rows = self._read(self._cursor(), plan, build)
         n = len(groups)
-        # The SQL casts every value to BIGINT already: no conversion per value.
+        # The SQL gives every sum as a 128-bit integer already: no conversion per value.
         return [(r[0], r[1 : 1 + n], r[1 + n :]) for r in rows]
 
     @staticmethod
@@ -373,7 +373,7 @@ class DuckDBStore:
         where, filter_params = cls._filters(query, len(params) + 1)
         source = " UNION ALL ".join(part + where for part in parts)
         select = ", ".join(
-            ["greatest(t - t % $2, $1) AS b", *groups, *(f"sum({m})::BIGINT AS {m}" for m in metrics)]
+            ["greatest(t - t % $2, $1) AS b", *groups, *(f"sum({m})::HUGEINT AS {m}" for m in metrics)]
         )
         sql = f"SELECT {select} FROM ({source}) GROUP BY {', '.join(['b', *groups])}"
         return sql, [*params, *filter_params]
@@ -389,7 +389,7 @@ class DuckDBStore:
             f"latest AS (SELECT ends.b, vector_store_id, arg_max_null({metric}, [ts, seq]) AS value"
             f"{latest} FROM ends JOIN events ON events.kind = $3 AND events.ts < ends.b_end "
             "GROUP BY ends.b, vector_store_id) "
-            f"SELECT {', '.join(['b', *groups, 'sum(value)::BIGINT'])} FROM latest "
+            f"SELECT {', '.join(['b', *groups, 'sum(value)::HUGEINT'])} FROM latest "
             f"WHERE value > 0{where} GROUP BY {', '.join(['b', *groups])}"
         )
 

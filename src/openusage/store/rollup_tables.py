@@ -28,12 +28,13 @@ COMPACT_MIN_ROWS = 20_000
 
 def _create_sql(rollup: Rollup) -> str:
     dims = [f"{d} {'BOOLEAN' if DIMENSIONS[d] == 'boolean' else 'VARCHAR'}" for d in rollup.dimensions]
-    metrics = [f"{m} BIGINT NOT NULL" for m in rollup.metrics]
+    # Sums of sums: 128 bits, so no number of events at the largest metric values overflows.
+    metrics = [f"{m} HUGEINT NOT NULL" for m in rollup.metrics]
     return f"CREATE TABLE {rollup.table} ({', '.join(['b BIGINT NOT NULL', *dims, *metrics])})"
 
 
 def _sums(rollup: Rollup) -> str:
-    return ", ".join(f"sum({m})::BIGINT AS {m}" for m in rollup.metrics)
+    return ", ".join(f"sum({m})::HUGEINT AS {m}" for m in rollup.metrics)
 
 
 def _groups(rollup: Rollup) -> str:

@@ -53,7 +53,7 @@ class Rollup:
     @property
     def definition(self) -> str:
         """What the table holds; a stored table with another definition is rebuilt."""
-        return f"{self.grain}|{','.join(self.dimensions)}|{','.join(self.metrics)}"
+        return f"{self.grain}|{','.join(self.dimensions)}|{','.join(self.metrics)}|hugeint"
 
 
 def rollups_for(endpoint: Endpoint) -> tuple[Rollup, ...]:

@@ -1,0 +1,75 @@
+"""Sums stay exact however many events at the largest values: no overflow, no 500."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from openusage.server.events import EventRules, parse_events
+from openusage.store import Aggregation, DuckDBStore
+from openusage.store.base import COLUMNS
+
+from .conftest import ADMIN_KEY, DAY, start_server, stop_server
+
+DAY0 = 1_700_006_400
+
+
+def test_vector_store_sizes_past_64_bits_are_summed_exactly(tmp_path: Path) -> None:
+    """8,193 stores at the largest size (2^50 bytes) add up past 2^63: an ingest-only key
+    could once make every query over them answer 500."""
+    running = start_server(tmp_path, "--lookback-days", "0")
+    try:
+        events = [
+            {"id": f"vs-{i}", "type": "vector_stores", "timestamp": DAY0 + 60, "project_id": "p",
+             "vector_store_id": f"vs_{i}", "usage_bytes": 2**50}
+            for i in range(8_193)
+        ]  # fmt: skip
+        running.ingest_ok(events)
+        window = {"start_time": DAY0, "end_time": DAY0 + DAY}
+        with httpx.Client(base_url=running.api, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+            usage = client.get("/organization/usage/vector_stores", params=window)
+            costs = client.get("/organization/costs", params={**window, "group_by": "line_item"})
+        assert usage.status_code == 200, usage.text
+        (result,) = json.loads(usage.text)["data"][0]["results"]
+        assert result["usage_bytes"] == 8_193 * 2**50 > 2**63
+        assert costs.status_code == 200, costs.text
+        (line,) = costs.json()["data"][0]["results"]
+        assert line["line_item"] == "vector store storage"
+        assert line["quantity"] == 8_193 * 2**20 * 24  # GiB-hours: 2^50 bytes is 2^20 GiB
+    finally:
+        stop_server(running)
+
+
+def test_token_sums_past_64_bits_are_exact_through_raw_events_and_rollups(tmp_path: Path) -> None:
+    """Four events of 2^62 tokens each (the API takes at most 10^12 an event; the store
+    takes what it is given) sum to 2^64, read raw, rolled up and compacted."""
+    store = DuckDBStore(tmp_path / "big.duckdb")
+    try:
+        rows = parse_events(
+            [
+                {"id": f"e{i}", "type": "embeddings", "timestamp": DAY0 + i, "input_tokens": 1}
+                for i in range(4)
+            ],
+            EventRules(now=DAY0 + DAY),
+        )
+        at = COLUMNS.index("input_tokens")
+        rows = [(*row[:at], 2**62, *row[at + 1 :]) for row in rows]
+        store.append(rows[:2])
+        store.roll()
+        store.compact(force=True)
+        store.append(rows[2:])  # two rolled up and compacted, two read raw
+        query = Aggregation(
+            kind="embeddings",
+            buckets=[(DAY0, DAY0 + DAY)],
+            width_seconds=DAY,
+            group_by=(),
+            filters={},
+            metrics=("input_tokens",),
+        )
+        assert [values for _, _, values in store.aggregate(query)] == [(2**64,)]
+        store.roll()
+        assert [values for _, _, values in store.aggregate(query)] == [(2**64,)]
+    finally:
+        store.close()
