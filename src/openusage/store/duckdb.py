@@ -282,11 +282,18 @@ class DuckDBStore:
         metrics = [_check_column(m) for m in query.metrics]
         order = ", ".join(["b", *(f"{g} NULLS FIRST" for g in groups)])
         if query.gauge:
-            where, filter_params = self._filters(query, 4)
+            where, filter_params = self._filters(query, 6)
             carried = sorted({*groups, *(_check_column(f) for f in query.filters)})
             sql = self._gauge_sql(groups, metrics, where, carried)
-            starts, ends = [b[0] for b in query.buckets], [b[1] for b in query.buckets]
-            params = [starts, ends, query.kind, *filter_params]
+            starts = [b[0] for b in query.buckets]
+            params = [
+                starts,
+                query.width_seconds,
+                query.kind,
+                starts[0],
+                query.buckets[-1][1],
+                *filter_params,
+            ]
             rows = self._cursor().execute(f"{sql} ORDER BY {order}", params).fetchall()
         else:
             plan = self.plan(query) if using == "auto" else using
@@ -380,17 +387,52 @@ class DuckDBStore:
 
     @staticmethod
     def _gauge_sql(groups: list[str], metrics: list[str], where: str, carried: list[str]) -> str:
-        # A gauge: each vector store's last report before the bucket's end, carried
-        # forward; a store reported at zero drops out. Later ingestion wins a tie.
+        """A gauge: the sum, per bucket and group, of each vector store's last report before
+        the bucket's end, carried forward (a store at zero adds nothing; later ingestion
+        wins a tie). In time linear in the reports: each report adds its size to its group
+        and takes its store's previous size from the previous report's group; the deltas
+        are summed per bucket, and a running sum over the buckets carries them forward.
+
+        $1 bucket starts, $2 width, $3 kind, $4 first start, $5 the last bucket's end.
+        """
         (metric,) = metrics
-        latest = "".join(f", arg_max_null({d}, [ts, seq]) AS {d}" for d in carried)
+        now = "".join(f", {d}" for d in carried)
+        before = "".join(f", lag({d}) OVER w AS before_{d}" for d in carried)
+        as_before = "".join(f", before_{d} AS {d}" for d in carried)
+        keys = ", ".join(groups)
+        bucket = "greatest(ts - ts % $2, $4)"
+        per_bucket = (
+            f"SELECT b{', ' + keys if groups else ''}, sum(delta) AS delta FROM deltas WHERE TRUE{where} "
+        )
+        per_bucket += f"GROUP BY b{', ' + keys if groups else ''}"
+        if groups:
+            grid = (
+                f"SELECT starts.b, present.* FROM starts, (SELECT DISTINCT {keys} FROM per_bucket) AS present"
+            )
+            matched = " AND ".join(
+                ["grid.b = per_bucket.b", *(f"grid.{g} IS NOT DISTINCT FROM per_bucket.{g}" for g in groups)]
+            )
+            partition = f"PARTITION BY {', '.join(f'grid.{g}' for g in groups)} "
+        else:
+            grid = "SELECT starts.b FROM starts"
+            matched = "grid.b = per_bucket.b"
+            partition = ""
+        shown = "".join(f", grid.{g} AS {g}" for g in groups)
         return (
-            "WITH ends AS (SELECT unnest($1::BIGINT[]) AS b, unnest($2::BIGINT[]) AS b_end), "
-            f"latest AS (SELECT ends.b, vector_store_id, arg_max_null({metric}, [ts, seq]) AS value"
-            f"{latest} FROM ends JOIN events ON events.kind = $3 AND events.ts < ends.b_end "
-            "GROUP BY ends.b, vector_store_id) "
-            f"SELECT {', '.join(['b', *groups, 'sum(value)::HUGEINT'])} FROM latest "
-            f"WHERE value > 0{where} GROUP BY {', '.join(['b', *groups])}"
+            "WITH reports AS ("
+            f"SELECT ts, {metric} AS size, lag({metric}) OVER w AS size_before, "
+            f"row_number() OVER w AS nth{now}{before} "
+            "FROM events WHERE kind = $3 AND ts < $5 "
+            "WINDOW w AS (PARTITION BY vector_store_id ORDER BY ts, seq)), "
+            f"deltas AS (SELECT {bucket} AS b, size AS delta{now} FROM reports "
+            f"UNION ALL SELECT {bucket} AS b, -size_before AS delta{as_before} FROM reports WHERE nth > 1), "
+            f"per_bucket AS ({per_bucket}), "
+            "starts AS (SELECT unnest($1::BIGINT[]) AS b), "
+            f"grid AS ({grid}), "
+            f"running AS (SELECT grid.b AS b{shown}, sum(coalesce(per_bucket.delta, 0)) "
+            f"OVER ({partition}ORDER BY grid.b)::HUGEINT AS value "
+            f"FROM grid LEFT JOIN per_bucket ON {matched}) "
+            f"SELECT {', '.join(['b', *groups, 'value'])} FROM running WHERE value > 0"
         )
 
     def aggregate_priced(self, query: PricedAggregation) -> list[PricedRow]:
