@@ -125,3 +125,60 @@ def test_every_request_of_a_failed_shared_commit_learns_of_it(tmp_path: Path) ->
     assert calls["sizes"] == [1, 5], "the five queued batches shared the second commit"
     assert isinstance(results[0], AppendResult)
     assert all(isinstance(r, OSError) for r in results[1:])
+
+
+class HeldStore(DuckDBStore):
+    """The real store, whose first commit waits for a signal (and may then fail), so that
+    batches queue up behind it; it records the batch sizes of every commit."""
+
+    def setup(self, *, fail_first: bool) -> None:
+        self.release = threading.Event()
+        self.fail_first = fail_first
+        self.commits: list[list[int]] = []
+
+    def append_batches(self, batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
+        self.commits.append([len(b) for b in batches])
+        if len(self.commits) == 1:
+            self.release.wait(30)
+            if self.fail_first:
+                raise OSError("disk full")
+        return super().append_batches(batches)
+
+
+def queue_behind_a_held_commit(store: HeldStore, committer: GroupCommitter, sizes: list[int]) -> list[object]:
+    async def run() -> list[object]:
+        first = asyncio.ensure_future(committer.append(rows("held", 1)))
+        await asyncio.sleep(0.05)
+        queued = [
+            asyncio.ensure_future(committer.append(rows(f"s{n}", size))) for n, size in enumerate(sizes)
+        ]
+        await asyncio.sleep(0.05)
+        store.release.set()
+        # A bound, not a timing: a request never answered would wait for ever.
+        return await asyncio.wait_for(asyncio.gather(first, *queued, return_exceptions=True), 30)
+
+    return asyncio.run(run())
+
+
+def test_a_commit_takes_batches_up_to_its_row_cap_and_a_larger_batch_alone(tmp_path: Path) -> None:
+    store = HeldStore(tmp_path / "cap.duckdb")
+    store.setup(fail_first=False)
+    try:
+        results = queue_behind_a_held_commit(store, GroupCommitter(store, max_rows=10), [4, 6, 6, 12, 3])
+    finally:
+        store.close()
+    assert store.commits == [[1], [4, 6], [6], [12], [3]]
+    assert [(r.inserted, r.duplicates) for r in results] == [(1, 0), (4, 0), (6, 0), (6, 0), (12, 0), (3, 0)]  # type: ignore[union-attr]
+
+
+def test_batches_queued_behind_a_failed_commit_are_still_written(tmp_path: Path) -> None:
+    store = HeldStore(tmp_path / "after.duckdb")
+    store.setup(fail_first=True)
+    try:
+        results = queue_behind_a_held_commit(store, GroupCommitter(store), [2, 3])
+        (count,) = store._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+    finally:
+        store.close()
+    assert isinstance(results[0], OSError)
+    assert [(r.inserted, r.duplicates) for r in results[1:]] == [(2, 0), (3, 0)]  # type: ignore[union-attr]
+    assert count == 5

@@ -363,3 +363,13 @@ def test_every_event_lands_in_the_bucket_the_server_says_holds_it(server: Server
             bucket = max(start, ts - ts % seconds)
             expected[bucket] = expected.get(bucket, 0) + 1
         assert got == expected, width
+
+
+def test_a_page_of_more_than_256_buckets_stops_at_its_limit(server: Server) -> None:
+    """Past CPython's cached small integers: the limit is compared by value."""
+    day0 = server.window(1)
+    params = {"start_time": day0, "end_time": day0 + 400 * 60, "bucket_width": "1m", "limit": 300}
+    page = server.page("/organization/usage/embeddings", params)
+    assert len(page["data"]) == 300 and page["has_more"] is True
+    rest = server.page("/organization/usage/embeddings", {**params, "page": page["next_page"]})
+    assert len(rest["data"]) == 100 and rest["has_more"] is False
