@@ -84,21 +84,15 @@ DAY_QUERY = (
 )
 
 
-class DuckDBPrimaryKey:
-    def __init__(self, folder: Path) -> None:
+class _DuckDB:
+    """What the two DuckDB layouts share: a file, a checkpoint, the query."""
+
+    def __init__(self, path: Path, table: str) -> None:
         import duckdb
 
-        self.con = duckdb.connect(str(folder / "pk.duckdb"))
-        self.con.execute(
-            f"CREATE TABLE events ({COLUMNS.replace('id VARCHAR', 'id VARCHAR PRIMARY KEY', 1)})"
-        ).fetchall()
-
-    def append(self, batch: pa.Table) -> int:
-        self.con.register("incoming", batch)
-        before = self.con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-        self.con.execute(f"INSERT OR IGNORE INTO events SELECT {NAMES} FROM incoming").fetchall()
-        self.con.unregister("incoming")
-        return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0]) - int(before)
+        self.con = duckdb.connect(str(path))
+        # DuckDB 2.0 refuses other work on a connection with an unread result: read them all.
+        self.con.execute(f"CREATE TABLE events ({table})").fetchall()
 
     def checkpoint(self) -> None:
         self.con.execute("CHECKPOINT").fetchall()
@@ -110,20 +104,29 @@ class DuckDBPrimaryKey:
         self.con.close()
 
 
-class DuckDBHash:
+class DuckDBPrimaryKey(_DuckDB):
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder / "pk.duckdb", COLUMNS.replace("id VARCHAR", "id VARCHAR PRIMARY KEY", 1))
+
+    def append(self, batch: pa.Table) -> int:
+        self.con.register("incoming", batch)
+        before = self.con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        self.con.execute(f"INSERT OR IGNORE INTO events SELECT {NAMES} FROM incoming").fetchall()
+        self.con.unregister("incoming")
+        return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0]) - int(before)
+
+
+class DuckDBHash(_DuckDB):
     """No index: a retry is found among the stored events of the batch's time range."""
 
     def __init__(self, folder: Path) -> None:
-        import duckdb
-
-        self.con = duckdb.connect(str(folder / "hash.duckdb"))
-        self.con.execute(f"CREATE TABLE events (id_hash UBIGINT, {COLUMNS})").fetchall()
+        super().__init__(folder / "hash.duckdb", f"id_hash UBIGINT, {COLUMNS}")
 
     def append(self, batch: pa.Table) -> int:
         self.con.register("incoming", batch)
         self.con.execute("BEGIN TRANSACTION").fetchall()
-        # The batch's (hash, ts) pairs already stored: found by a range scan on ts (the
-        # table is in time order, so min/max statistics skip most row groups).
+        # The batch's events already stored (same timestamp, hash and id): found by a range
+        # scan on ts, where row-group min/max statistics skip most of a time-ordered table.
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE fresh AS SELECT hash(i.id) AS id_hash, i.* FROM incoming AS i "
             "WHERE NOT EXISTS (SELECT 1 FROM events AS e WHERE e.ts = i.ts AND e.id_hash = hash(i.id) "
@@ -134,15 +137,6 @@ class DuckDBHash:
         self.con.execute("COMMIT").fetchall()
         self.con.unregister("incoming")
         return int(inserted)
-
-    def checkpoint(self) -> None:
-        self.con.execute("CHECKPOINT").fetchall()
-
-    def group_by_day_and_model(self) -> int:
-        return len(self.con.execute(DAY_QUERY).fetchall())
-
-    def close(self) -> None:
-        self.con.close()
 
 
 class ChDB:

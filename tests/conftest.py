@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 DAY = 86400
@@ -150,6 +151,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("server"), "--lookback-days", "0")
     yield running
     stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    """The official client, validating every answer strictly against its own types."""
+    with openai.OpenAI(
+        admin_api_key=server.admin_key,
+        api_key="unused",
+        base_url=server.api,
+        _strict_response_validation=True,
+        max_retries=0,
+    ) as c:
+        yield c
 
 
 def event(kind: str, ts: int, event_id: str | None = None, **fields: Any) -> dict[str, Any]:

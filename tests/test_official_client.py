@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -49,18 +48,6 @@ def parameters(method: str) -> dict[str, Any]:
 
 def is_bool(hint: Any) -> bool:
     return hint is bool or bool in typing.get_args(hint)
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        admin_api_key=server.admin_key,
-        api_key="unused",
-        base_url=server.api,
-        _strict_response_validation=True,
-        max_retries=0,
-    ) as c:
-        yield c
 
 
 def test_the_installed_client_has_todays_surface() -> None:

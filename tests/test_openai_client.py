@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -13,18 +12,6 @@ import pytest
 from openusage.catalogue import USAGE_ENDPOINTS, Endpoint
 
 from .conftest import DAY, Server, event
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        admin_api_key=server.admin_key,
-        api_key="unused",
-        base_url=server.api,
-        _strict_response_validation=True,
-        max_retries=0,
-    ) as c:
-        yield c
 
 
 def sample_events(endpoint: Endpoint, day0: int) -> list[dict[str, Any]]:
