@@ -232,6 +232,12 @@ def test_gzip_batches_are_accepted_and_bombs_refused(server: Server) -> None:
     assert refused.status_code == 413 and "inflated" in refused.json()["error"]["message"]
     broken = httpx.post(url, content=b"not gzip", headers={**headers, "content-encoding": "gzip"})
     assert broken.status_code == 400
+    two = httpx.post(
+        url,
+        content=gzip.compress(body) + gzip.compress(body),
+        headers={**headers, "content-encoding": "gzip"},
+    )
+    assert two.status_code == 400 and "one gzip member" in two.json()["error"]["message"]
     other = httpx.post(url, content=body, headers={**headers, "content-encoding": "br"})
     assert other.status_code == 415
 

@@ -152,6 +152,9 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
             raise ApiError(413, f"The request body is larger than {limit} bytes once inflated.")
         if not inflater.eof:
             raise bad_request("The gzip body is cut short.")
+        if inflater.unused_data:
+            # Never drop what follows: a second gzip member would be lost without a word.
+            raise bad_request("The body holds more than one gzip member: send one.")
     except zlib.error as exc:
         raise bad_request(f"The body is not valid gzip: {exc}.") from None
     return out
