@@ -87,10 +87,11 @@ def test_guessing_keys_is_limited_per_address_and_valid_keys_spend_nothing(guard
     for _ in range(60):
         assert guarded.get(COMPLETIONS, params).status_code == 200
     statuses = [
-        guarded.get(COMPLETIONS, params, key=f"sk-admin-guess-{i:040d}").status_code for i in range(31)
+        guarded.get(COMPLETIONS, params, key=f"sk-admin-guess-{i:040d}").status_code for i in range(36)
     ]
     assert statuses[:30] == [401] * 30
-    assert statuses[30] == 429
+    # The allowance refills at one every two seconds: a slow machine may grant a guess or two more.
+    assert 429 in statuses[30:]
     refused = guarded.get(COMPLETIONS, params, key="sk-admin-guess-again" + "x" * 20)
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
