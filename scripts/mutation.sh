@@ -22,6 +22,7 @@ pages|src/openusage/server/pages.py|40|tests/test_server_buckets.py tests/test_s
 events|src/openusage/server/events.py|40|tests/test_server_ingest.py tests/test_store_schema.py
 lineitems|src/openusage/costs/lineitems.py|60|tests/test_costs.py
 report|src/openusage/costs/report.py|60|tests/test_costs.py
+store|src/openusage/store/duckdb.py|60|tests/test_group_commit.py tests/test_rollups.py tests/test_store_gauge.py tests/test_store_limits.py tests/test_store_schema.py
 "
 
 # Operators that turn arithmetic into bit twiddling make many mutants that any test kills;
