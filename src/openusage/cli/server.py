@@ -147,7 +147,7 @@ def demo(db_path: Path | None, days: int, seed: int, scale: float) -> None:
     """
     from ..demo import demo_events
     from ..server.events import EventRules, parse_events
-    from ..store import DuckDBStore, StoreUnavailable
+    from ..store import DuckDBStore, StoreFull, StoreUnavailable
 
     settings = _settings(db_path=db_path)
     now = int(time.time())
@@ -162,6 +162,8 @@ def demo(db_path: Path | None, days: int, seed: int, scale: float) -> None:
             result = store.append(parse_events(chunk, EventRules(now=now)))
             inserted += result.inserted
             duplicates += result.duplicates
+    except StoreFull as full:
+        raise click.ClickException(f"{inserted} events stored, then: {full}") from None
     finally:
         store.close()
     click.echo(f"{inserted} events stored in {settings.db_path} ({duplicates} were there already).")

@@ -29,7 +29,7 @@ from ..catalogue import ENDPOINTS, Endpoint
 from ..costs import PriceBook, cost_results
 from ..keyring import PERMISSIONS, READ, WRITE, Keyring
 from ..settings import Settings
-from ..store import DuckDBStore, EventStore
+from ..store import DuckDBStore, EventStore, StoreFull
 from ..store.base import Row
 from .commits import GroupCommitter
 from .cursor import CursorSigner
@@ -276,7 +276,10 @@ def create_app(
             request.headers.get("content-encoding", ""),
             request.headers.get("content-type", ""),
         )
-        result = await committer().append(rows)
+        try:
+            result = await committer().append(rows)
+        except StoreFull as full:
+            raise ApiError(507, f"The batch was not stored: {full}.", type="server_error") from None
         return json_response(
             {
                 "object": "usage.ingest_result",
@@ -311,7 +314,11 @@ def create_app(
         )
 
     async def health(request: Request) -> Response:
-        return json_response({"status": "ok"})
+        problem = await run_in_threadpool(state["store"].problem)
+        if problem is None:
+            return json_response({"status": "ok"})
+        # Reads still work, so the server stays in service: degraded, not down.
+        return json_response({"status": "degraded", "reason": problem})
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)

@@ -1,6 +1,14 @@
 """Event storage behind one narrow interface."""
 
-from .base import AggregateRow, Aggregation, AppendResult, EventStore, StoreUnavailable
+from .base import AggregateRow, Aggregation, AppendResult, EventStore, StoreFull, StoreUnavailable
 from .duckdb import DuckDBStore
 
-__all__ = ["AggregateRow", "Aggregation", "AppendResult", "DuckDBStore", "EventStore", "StoreUnavailable"]
+__all__ = [
+    "AggregateRow",
+    "Aggregation",
+    "AppendResult",
+    "DuckDBStore",
+    "EventStore",
+    "StoreFull",
+    "StoreUnavailable",
+]

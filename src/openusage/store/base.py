@@ -27,6 +27,10 @@ class StoreUnavailable(Exception):
     """The store cannot be opened; the message says why and what to do."""
 
 
+class StoreFull(Exception):
+    """The store's disk has too little room to take a write safely; nothing was written."""
+
+
 @dataclass(frozen=True)
 class AppendResult:
     inserted: int
@@ -105,6 +109,10 @@ class EventStore(Protocol):
 
     def backup(self, target: Path | str) -> int:
         """Write a consistent copy to ``target`` while serving; the number of events copied."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why the store cannot take writes just now (reads go on), or None."""
         ...
 
     def close(self) -> None: ...

@@ -32,6 +32,7 @@ from .base import (
     PricedAggregation,
     PricedRow,
     Row,
+    StoreFull,
     StoreUnavailable,
 )
 from .rollup_tables import RollupTables
@@ -43,6 +44,12 @@ log = logging.getLogger("openusage.store")
 #: seconds between rolls; events committed meanwhile are read raw, so this only trades
 #: a little query work for fewer, larger rolls
 ROLL_INTERVAL = 0.2
+#: DuckDB invalidates the whole database when a write meets a full disk, and then answers
+#: nothing until reopened: so a write needs this much room free besides the log it may
+#: have to checkpoint into the file, and is refused (nothing written) without it
+MIN_FREE_BYTES = 64 * 2**20
+#: a generous size of one event, for the room a batch needs
+EVENT_BYTES = 512
 #: DuckDB checkpoints by itself only when no other transaction is running, which a busy
 #: server with a roller seldom sees; past this much write-ahead log the roller asks for one
 CHECKPOINT_WAL_BYTES = 64 * 2**20
@@ -161,6 +168,7 @@ class DuckDBStore:
         results = []
         fresh: list[Row] = []
         kinds: dict[str, list[int]] = {}
+        self._check_room(sum(len(rows) for rows in batches))
         with self._write_lock:
             cursor = self._cursor()
             cursor.execute("BEGIN TRANSACTION")
@@ -196,6 +204,29 @@ class DuckDBStore:
             self._roll_due.set()
         return results
 
+    def free_bytes(self) -> int:
+        """Room left on the database's disk, for this process."""
+        stats = os.statvfs(os.path.dirname(os.path.abspath(self._path)))
+        return stats.f_bavail * stats.f_frsize
+
+    def _room_problem(self, events: int) -> str | None:
+        free = self.free_bytes()
+        needed = MIN_FREE_BYTES + self._wal_bytes() + events * EVENT_BYTES
+        if free >= needed:
+            return None
+        return (
+            f"the disk of {self._path} has {free // 2**20} MiB free; writes need {needed // 2**20} MiB. "
+            "Free some space: writes resume by themselves, and reads go on meanwhile"
+        )
+
+    def _check_room(self, events: int) -> None:
+        problem = self._room_problem(events)
+        if problem is not None:
+            raise StoreFull(problem)
+
+    def problem(self) -> str | None:
+        return self._room_problem(0)
+
     def _roll_in_background(self) -> None:
         cursor = self._con.cursor()
         while not self._closing.is_set():
@@ -203,6 +234,10 @@ class DuckDBStore:
             self._roll_due.clear()
             if self._closing.is_set():
                 break
+            if self._room_problem(0) is not None:  # rolling writes too: wait for room
+                self._closing.wait(1.0)
+                self._roll_due.set()
+                continue
             try:
                 self.roll(cursor=cursor)
                 if self._rollups.due():
@@ -517,6 +552,7 @@ class DuckDBStore:
         self._closing.set()
         self._roll_due.set()
         self._roller.join()
-        self.roll()
-        self.compact(force=True)
+        if self._room_problem(0) is None:  # else the next open rolls up what is left
+            self.roll()
+            self.compact(force=True)
         self._con.close()
