@@ -7,8 +7,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from openusage.server.events import EventRules, parse_events
 from openusage.store import Aggregation, DuckDBStore
 from openusage.store.base import METRIC_COLUMNS, StoreUnavailable
+from openusage.store.schema import events_table_sql
 
 NEW_IN_2 = ("api_source", "input_cache_write_30m_tokens", "input_cache_write_12h_tokens")
 DAY0 = 1_700_006_400
@@ -92,3 +94,38 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreUnavailable, match="newer openusage"):
         DuckDBStore(path)
+
+
+def test_a_version_2_database_loses_its_id_index_and_keeps_every_event(tmp_path: Path) -> None:
+    """Version 2 kept a unique index on ids in memory; version 3 has none. Migrated on
+    open, the events are all there, retries still count once, and the file checkpoints."""
+    path = tmp_path / "v2.duckdb"
+    DuckDBStore(path).close()  # today's layout, then made to look like version 2
+    con = duckdb.connect(str(path))
+    con.execute("DROP TABLE events")
+    con.execute(events_table_sql().replace("id VARCHAR NOT NULL", "id VARCHAR PRIMARY KEY"))
+    con.execute(
+        "INSERT INTO events (seq, id, kind, ts, input_tokens) VALUES (1, 'a', 'embeddings', ?, 5)", [DAY0]
+    )
+    con.execute("UPDATE store_version SET version = 2")
+    con.close()
+    store = DuckDBStore(path)
+    try:
+        constraints = store._con.execute(
+            "SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'events'"
+        ).fetchall()
+        assert ("PRIMARY KEY",) not in constraints and ("UNIQUE",) not in constraints
+        rows = parse_events(
+            [{"id": "a", "type": "embeddings", "timestamp": DAY0, "input_tokens": 5},
+             {"id": "b", "type": "embeddings", "timestamp": DAY0 + 1, "input_tokens": 7}],
+            EventRules(now=DAY0 + 86400),
+        )  # fmt: skip
+        result = store.append(rows)
+        assert (result.inserted, result.duplicates) == (1, 1)
+        assert sums(store, "embeddings", ("input_tokens",)) == [((), (12,))]
+        cursor = store._con.cursor()
+        cursor.execute("CHECKPOINT")  # DuckDB once refused this after a table was swapped
+        cursor.close()
+    finally:
+        store.close()
+    assert not Path(str(path) + ".wal").exists() or Path(str(path) + ".wal").stat().st_size == 0

@@ -151,7 +151,11 @@ class DuckDBStore:
         self._roller.start()
         names = ", ".join(COLUMNS)
         self._insert_sql = f"INSERT INTO events (seq, {names}) SELECT seq, {names} FROM incoming"
-        self._known_sql = "SELECT id FROM events WHERE id IN (SELECT unnest($1::VARCHAR[]))"
+        # A retry carries the same id and timestamp: it is looked for among the events of
+        # the batch's time range only, which row-group statistics find without an index.
+        self._known_sql = (
+            "SELECT id, ts FROM events WHERE ts BETWEEN $1 AND $2 AND id IN (SELECT unnest($3::VARCHAR[]))"
+        )
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
@@ -164,7 +168,8 @@ class DuckDBStore:
 
     def append_batches(self, batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
         """Several batches in one transaction and one insert: one disk sync for all (group
-        commit). An id stored before, or earlier in these batches, counts as a duplicate."""
+        commit). An event whose id and timestamp were stored before, or earlier in these
+        batches, counts as a duplicate."""
         results = []
         fresh: list[Row] = []
         kinds: dict[str, list[int]] = {}
@@ -173,13 +178,15 @@ class DuckDBStore:
             cursor = self._cursor()
             cursor.execute("BEGIN TRANSACTION")
             try:
-                ids = list({row[0] for rows in batches for row in rows})
-                seen = {r[0] for r in cursor.execute(self._known_sql, [ids]).fetchall()}
+                keys = {(row[0], row[2]) for rows in batches for row in rows}
+                stamps = [ts for _, ts in keys]
+                known = [min(stamps), max(stamps), list({event_id for event_id, _ in keys})]
+                seen = set(cursor.execute(self._known_sql, known).fetchall())
                 for rows in batches:
                     inserted = 0
                     for row in rows:
-                        if row[0] not in seen:
-                            seen.add(row[0])
+                        if (row[0], row[2]) not in seen:
+                            seen.add((row[0], row[2]))
                             fresh.append(row)
                             kinds.setdefault(row[1], []).append(row[2])
                             inserted += 1

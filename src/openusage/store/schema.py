@@ -3,8 +3,10 @@
 Version 1 read ``input_audio_tokens`` and ``input_image_tokens`` as including their cached
 parts, and ``input_text_tokens`` as the rest of all input. Version 2 follows the official
 definitions: each modality count is its uncached part (text also excludes cache writes),
-and cache writes are split by retention. A file of version 1 is migrated when it is opened;
-a file from a newer openusage is refused.
+and cache writes are split by retention. Version 3 drops the unique index on ``id``: it
+stayed in memory and grew with every event, slowing ingestion as history grew; a retry is
+found by id among the events of its own timestamp instead. Older files are migrated when
+opened; a file from a newer openusage is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import duckdb
 from ..catalogue import USAGE_ENDPOINTS
 from .base import DIMENSIONS, METRIC_COLUMNS, StoreUnavailable
 
-VERSION = 2
+VERSION = 3
 
 _SOURCED_KINDS = ", ".join(
     f"'{e.name}'" for e in USAGE_ENDPOINTS if any(d.name == "api_source" for d in e.dimensions)
@@ -39,10 +41,20 @@ def _column_types() -> dict[str, str]:
     return dims | {name: "BIGINT NOT NULL DEFAULT 0" for name in METRIC_COLUMNS}
 
 
-def events_table_sql() -> str:
-    columns = ["seq BIGINT NOT NULL", "id VARCHAR PRIMARY KEY", "kind VARCHAR NOT NULL", "ts BIGINT NOT NULL"]
+def events_table_sql(table: str = "events") -> str:
+    columns = ["seq BIGINT NOT NULL", "id VARCHAR NOT NULL", "kind VARCHAR NOT NULL", "ts BIGINT NOT NULL"]
     columns += [f"{name} {kind}" for name, kind in _column_types().items()]
-    return f"CREATE TABLE events ({', '.join(columns)})"
+    return f"CREATE TABLE {table} ({', '.join(columns)})"
+
+
+def _without_id_index(con: duckdb.DuckDBPyConnection) -> None:
+    """The events again without the unique index (DuckDB cannot drop it), in time order,
+    which also lets row-group statistics skip most of the table when a retry is looked for."""
+    names = ", ".join(["seq", "id", "kind", "ts", *_column_types()])
+    con.execute(events_table_sql("events_v3"))
+    con.execute(f"INSERT INTO events_v3 ({names}) SELECT {names} FROM events ORDER BY ts, seq")
+    con.execute("DROP TABLE events")
+    con.execute("ALTER TABLE events_v3 RENAME TO events")
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -77,8 +89,10 @@ def prepare(con: duckdb.DuckDBPyConnection, path: str) -> None:
             if name not in have:
                 con.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
         for step in range(version, VERSION):
-            for sql in _STEPS[step]:
+            for sql in _STEPS.get(step, ()):
                 con.execute(sql)
+        if version < 3:
+            _without_id_index(con)
         con.execute("CREATE TABLE IF NOT EXISTS store_version (version INTEGER NOT NULL)")
         con.execute("DELETE FROM store_version")
         con.execute("INSERT INTO store_version VALUES (?)", [VERSION])
