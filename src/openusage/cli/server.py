@@ -52,8 +52,7 @@ from .common import settings as _settings
 @click.option(
     "--memory-limit",
     default=None,
-    help="Memory the database may use before it spills to disk, like 2GB (default: 80% of RAM). "
-    "The index of event ids stays in memory and grows with the events: leave room for it.",
+    help="Memory the database may use before it spills to disk, like 2GB (default: 80% of RAM).",
 )
 @PRICES_OPTION
 def serve(
