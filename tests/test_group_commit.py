@@ -164,11 +164,24 @@ def test_a_commit_takes_batches_up_to_its_row_cap_and_a_larger_batch_alone(tmp_p
     store = HeldStore(tmp_path / "cap.duckdb")
     store.setup(fail_first=False)
     try:
-        results = queue_behind_a_held_commit(store, GroupCommitter(store, max_rows=10), [4, 6, 6, 12, 3])
+        sizes = [4, 6, 5, 6, 12, 3]  # 4 + 6 is the cap exactly; 5 + 6 one past it
+        results = queue_behind_a_held_commit(store, GroupCommitter(store, max_rows=10), sizes)
     finally:
         store.close()
-    assert store.commits == [[1], [4, 6], [6], [12], [3]]
-    assert [(r.inserted, r.duplicates) for r in results] == [(1, 0), (4, 0), (6, 0), (6, 0), (12, 0), (3, 0)]  # type: ignore[union-attr]
+    assert store.commits == [[1], [4, 6], [5], [6], [12], [3]]
+    assert [r.inserted for r in results] == [1, *sizes]  # type: ignore[union-attr]
+
+
+def test_hundreds_of_waiting_requests_share_one_commit(tmp_path: Path) -> None:
+    """More waiters than CPython's cached small integers: counted by value."""
+    store = HeldStore(tmp_path / "many.duckdb")
+    store.setup(fail_first=False)
+    try:
+        results = queue_behind_a_held_commit(store, GroupCommitter(store), [1] * 300)
+    finally:
+        store.close()
+    assert store.commits == [[1], [1] * 300]
+    assert all(r.inserted == 1 for r in results)  # type: ignore[union-attr]
 
 
 def test_batches_queued_behind_a_failed_commit_are_still_written(tmp_path: Path) -> None:
