@@ -111,7 +111,7 @@ def serve(
     click.echo(f"Usage API on {base}  (database {settings.db_path})")
     week_ago = int(time.time()) - 7 * 86400
     click.echo(
-        f'Try: curl -H "Authorization: Bearer $KEY" '
+        f'Try: curl -H "Authorization: Bearer $OPENAI_ADMIN_KEY" '
         f'"{base}/organization/usage/completions?start_time={week_ago}&group_by=model"'
     )
     # On SIGTERM or Ctrl-C uvicorn finishes the requests in flight, the app's shutdown closes
