@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..catalogue import USAGE_KINDS, Endpoint
+from ..catalogue import USAGE_KINDS, Dimension, Endpoint, Metric
 from ..store.base import DIMENSION_COLUMNS, METRIC_COLUMNS, Row
 from .errors import ApiError, bad_request, shown
 
@@ -160,14 +160,48 @@ def _settle(m: dict[str, int], given: set[str], total: str, parts: tuple[str, ..
         )
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What an event of one kind may hold, and where each field goes in a store row."""
+
+    fields: frozenset[str]
+    dimensions: tuple[tuple[Dimension, int], ...]
+    metrics: tuple[tuple[Metric, int], ...]
+    #: completions-shaped: the token identities apply
+    tokens: bool
+
+
+def _shape(endpoint: Endpoint) -> _Shape:
+    first_dimension, first_metric = 3, 3 + len(DIMENSION_COLUMNS)
+    return _Shape(
+        fields=frozenset(
+            {"id", "type", "timestamp", *(d.name for d in endpoint.dimensions), *endpoint.metric_names}
+        ),
+        dimensions=tuple((d, first_dimension + DIMENSION_COLUMNS.index(d.name)) for d in endpoint.dimensions),
+        metrics=tuple((m, first_metric + METRIC_COLUMNS.index(m.name)) for m in endpoint.metrics),
+        tokens="input_uncached_tokens" in endpoint.metric_names,
+    )
+
+
+#: per usage kind, computed once: events are checked by the thousand
+SHAPES: dict[str, _Shape] = {name: _shape(endpoint) for name, endpoint in USAGE_KINDS.items()}
+EMPTY_ROW: tuple[Any, ...] = (
+    None,
+    None,
+    None,
+    *(None for _ in DIMENSION_COLUMNS),
+    *(0 for _ in METRIC_COLUMNS),
+)
+
+
 def _row(event: Any, rules: EventRules) -> Row:
     if not isinstance(event, dict):
         raise _Invalid(None, "an event must be a JSON object")
     if "type" not in event:
         raise _Invalid("type", "'type' is required")
     kind = event["type"]
-    endpoint: Endpoint | None = USAGE_KINDS.get(kind) if isinstance(kind, str) else None
-    if endpoint is None:
+    shape = SHAPES.get(kind) if isinstance(kind, str) else None
+    if shape is None:
         raise _Invalid("type", f"'type' must be one of: {', '.join(USAGE_KINDS)}; got {shown(kind)}")
     if "id" not in event:
         raise _Invalid("id", "'id' is required")
@@ -176,14 +210,13 @@ def _row(event: Any, rules: EventRules) -> Row:
         raise _Invalid("timestamp", "'timestamp' is required")
     ts = _timestamp(event["timestamp"], rules)
 
-    dimensions = {d.name: d for d in endpoint.dimensions}
-    metrics = {m.name: m for m in endpoint.metrics}
-    for name in event:
-        if name not in dimensions and name not in metrics and name not in ("id", "type", "timestamp"):
-            raise _Invalid(name, f"unknown field {shown(name)} for an event of type '{kind}'")
+    if not shape.fields.issuperset(event):
+        name = next(name for name in event if name not in shape.fields)
+        raise _Invalid(name, f"unknown field {shown(name)} for an event of type '{kind}'")
 
-    dims: dict[str, Any] = {}
-    for d in endpoint.dimensions:
+    row = list(EMPTY_ROW)
+    row[0], row[1], row[2] = event_id, kind, ts
+    for d, at in shape.dimensions:
         value = event.get(d.name)
         if value is None:
             value = d.default
@@ -194,30 +227,30 @@ def _row(event: Any, rules: EventRules) -> Row:
         if d.type == "boolean":
             if not isinstance(value, bool):
                 raise _Invalid(d.name, f"'{d.name}' must be true, false or null")
-            dims[d.name] = value
+            row[at] = value
             continue
-        dims[d.name] = _string(value, d.name)
+        row[at] = _string(value, d.name)
         if d.values is not None and value not in d.values:
             raise _Invalid(d.name, f"'{d.name}' must be one of: {', '.join(d.values)}; got {shown(value)}")
 
-    values: dict[str, int] = {}
-    given: set[str] = set()
-    for m in endpoint.metrics:
-        if event.get(m.name) is None:
-            values[m.name] = m.default
-        else:
-            values[m.name] = _metric(event[m.name], m.name, m.maximum)
-            given.add(m.name)
-    if "input_uncached_tokens" in values:  # completions and decisions
+    if shape.tokens:
+        values: dict[str, int] = {}
+        given: set[str] = set()
+        for m, _ in shape.metrics:
+            raw = event.get(m.name)
+            if raw is None:
+                values[m.name] = m.default
+            else:
+                values[m.name] = _metric(raw, m.name, m.maximum)
+                given.add(m.name)
         _token_identities(values, given)
-
-    return (
-        event_id,
-        kind,
-        ts,
-        *(dims.get(c) for c in DIMENSION_COLUMNS),
-        *(values.get(c, 0) for c in METRIC_COLUMNS),
-    )
+        for m, at in shape.metrics:
+            row[at] = values[m.name]
+    else:
+        for m, at in shape.metrics:
+            raw = event.get(m.name)
+            row[at] = m.default if raw is None else _metric(raw, m.name, m.maximum)
+    return tuple(row)
 
 
 def parse_events(events: Sequence[Any], rules: EventRules) -> list[Row]:
