@@ -577,3 +577,15 @@ def test_flex_and_unpriced_priority_usage_get_their_own_line_items(tmp_path: Pat
         "gpt-5-mini, input (flex)": Decimal("0.125"),  # the dataset's flex price, $0.125/M
         "gpt-4o-audio-preview, input (priority) (unpriced)": Decimal(0),
     }
+
+
+def test_results_are_ordered_nulls_first_and_quantities_of_whole_units_are_integers(
+    costs_server: Server,
+) -> None:
+    window = {"start_time": MODALITY_DAY, "end_time": MODALITY_DAY + DAY}
+    by_user = costs_server.page(COSTS, {**window, "group_by": "user_id"})
+    assert [r["user_id"] for r in by_user["data"][0]["results"]] == [None, "u1", "u2"]
+    lines = costs_server.get(COSTS, {**window, "group_by": "line_item"}).text
+    quantities = {r["line_item"]: r["quantity"] for r in json.loads(lines)["data"][0]["results"]}
+    assert quantities["m-test, input"] == 450_000 and isinstance(quantities["m-test, input"], int)
+    assert '"quantity":450000,' in lines  # a count of tokens is written as an integer
