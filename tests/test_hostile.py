@@ -160,7 +160,7 @@ def test_a_cursor_signed_with_a_stolen_secret_cannot_reach_past_its_first_reques
     endpoint = BY_PATH[COMPLETIONS]
 
     def forged(params: dict[str, Any], effective_end: int) -> httpx.Response:
-        query = parse_query(endpoint, str(httpx.QueryParams(params)), max_array_values=1000)
+        query = parse_query(endpoint, httpx.QueryParams(params).multi_items(), max_array_values=1000)
         token = signer.encode(Cursor(effective_end=effective_end, next_start=day0 + DAY), query.canonical())
         return server.get(COMPLETIONS, {**params, "page": token})
 

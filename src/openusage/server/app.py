@@ -235,9 +235,7 @@ def create_app(
         async def handler(request: Request) -> Response:
             await auth.require(request, READ)
             query = parse_query(
-                endpoint,
-                request.scope["query_string"].decode("latin-1"),
-                max_array_values=settings.max_array_values,
+                endpoint, request.query_params.multi_items(), max_array_values=settings.max_array_values
             )
             aggregate = state["store"].aggregate
             results_for: ResultsFor

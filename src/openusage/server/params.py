@@ -3,8 +3,8 @@
 Arrays arrive in three encodings and all are accepted: repeated keys
 (``group_by=a&group_by=b``), brackets (``group_by[]=a``, what the official Python SDK
 sends) and comma-joined (``group_by=a,b``). A filter value in the repeated or bracket
-encoding is taken exactly as sent, commas and spaces included; only a key given once,
-without brackets, is split at its literal (not percent-encoded) commas. Unknown
+encoding is taken exactly as sent, commas and spaces included; a key given once, without
+brackets, is split at its commas (and the parts trimmed) when it has any. Unknown
 parameters are ignored.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
 
 from ..catalogue import Endpoint
 from .errors import bad_request, shown
@@ -52,51 +51,31 @@ class UsageQuery:
         )
 
 
-@dataclass(frozen=True)
-class Item:
-    """One ``key=value`` of a query string, decoded, with the value's literal commas kept apart."""
-
-    key: str
-    value: str
-    #: the value split at the commas that were sent as commas, each part decoded
-    parts: tuple[str, ...]
-
-
-def query_items(raw: str) -> list[Item]:
-    """The items of a raw query string, in order."""
-    items = []
-    for pair in raw.split("&"):
-        if not pair:
-            continue
-        key, _, value = pair.partition("=")
-        parts = tuple(unquote_plus(part) for part in value.split(","))
-        items.append(Item(unquote_plus(key), unquote_plus(value), parts))
-    return items
-
-
-def _scalar(items: Sequence[Item], name: str) -> str | None:
-    values = [i.value for i in items if i.key == name]
+def _scalar(items: Sequence[tuple[str, str]], name: str) -> str | None:
+    values = [v for k, v in items if k == name]
     if len(values) > 1:
         raise bad_request(f"Parameter '{name}' was given more than once.", param=name)
     return values[0] if values else None
 
 
 def _array(
-    items: Sequence[Item], name: str, max_values: int, *, exact: bool = True, joinable: bool = True
+    items: Sequence[tuple[str, str]], name: str, max_values: int, *, exact: bool = True, joinable: bool = True
 ) -> list[str] | None:
     """The values of an array parameter.
 
     ``exact`` keeps each repeated or bracket value whole (filters); a key given once
     without brackets is comma-joined unless the values are not ``joinable``.
     """
-    given = [i for i in items if i.key in (name, name + "[]")]
+    given = [(k, v) for k, v in items if k in (name, name + "[]")]
     if not given:
         return None
-    joined = len(given) == 1 and given[0].key == name and len(given[0].parts) > 1
+    # One plain key holding commas is the comma-joined encoding, however the commas were
+    # sent (a client library writes them as %2C).
+    joined = len(given) == 1 and given[0][0] == name and "," in given[0][1]
     if not exact or (joined and joinable):
-        values = [part.strip() for i in given for part in i.parts if part.strip()]
+        values = [part.strip() for _, v in given for part in v.split(",") if part.strip()]
     else:
-        values = [i.value for i in given if i.value]
+        values = [v for _, v in given if v]
     if len(values) > max_values:
         raise bad_request(f"Too many values for '{name}': at most {max_values} are allowed.", param=name)
     for value in values:
@@ -115,7 +94,7 @@ def _digits(raw: str) -> int | None:
     return int(raw)
 
 
-def _timestamp(items: Sequence[Item], name: str) -> int | None:
+def _timestamp(items: Sequence[tuple[str, str]], name: str) -> int | None:
     raw = _scalar(items, name)
     if raw is None:
         return None
@@ -138,9 +117,8 @@ def _boolean(raw: str, name: str) -> bool:
     raise bad_request(f"Invalid value for '{name}': expected true or false, got {shown(raw)}.", param=name)
 
 
-def parse_query(endpoint: Endpoint, raw_query: str, *, max_array_values: int) -> UsageQuery:
+def parse_query(endpoint: Endpoint, items: Sequence[tuple[str, str]], *, max_array_values: int) -> UsageQuery:
     """Check every parameter the endpoint knows; raise a 400 naming the first bad one."""
-    items = query_items(raw_query)
     start_time = _timestamp(items, "start_time")
     if start_time is None:
         raise bad_request("Missing required parameter: 'start_time'.", param="start_time")
