@@ -56,7 +56,7 @@ class Settings:
     #: a TOML file of prices that take precedence over the bundled price book
     prices_path: Path | None = None
     #: the memory DuckDB may use before it spills to disk (None: DuckDB's own, 80% of RAM)
-    db_memory_limit: str | None = "768MB"
+    db_memory_limit: str | None = None
     #: events may lie at most this far in the future (clock skew between gateways)
     max_future_seconds: int = 86_400
 
