@@ -589,3 +589,51 @@ def test_results_are_ordered_nulls_first_and_quantities_of_whole_units_are_integ
     quantities = {r["line_item"]: r["quantity"] for r in json.loads(lines)["data"][0]["results"]}
     assert quantities["m-test, input"] == 450_000 and isinstance(quantities["m-test, input"], int)
     assert '"quantity":450000,' in lines  # a count of tokens is written as an integer
+
+
+def test_a_key_filter_keeps_the_tool_calls_made_with_that_key(costs_server: Server) -> None:
+    """Kinds without keys (vector storage, sessions) drop out of a key filter; the kinds
+    after them in the catalogue must not."""
+    page = exact(
+        costs_server,
+        {"start_time": DAY0, "end_time": DAY0 + DAY, "api_key_ids": "k1", "group_by": "line_item"},
+    )
+    names = {r["line_item"] for r in page["data"][0]["results"]}
+    assert {"web search tool calls", "file search tool calls", "m-test, input"} <= names
+    assert "vector store storage" not in names and "code interpreter sessions" not in names
+
+
+def test_a_line_items_filter_reaches_every_kind(costs_server: Server) -> None:
+    page = exact(
+        costs_server,
+        {
+            "start_time": DAY0,
+            "end_time": DAY0 + DAY,
+            "line_items": ["web search tool calls", "tts-test, characters"],
+        },
+    )
+    assert day_totals(page) == [Decimal("0.03") + Decimal("0.02")]
+
+
+def test_a_fractional_quantity_is_written_as_it_is(tmp_path: Path) -> None:
+    """7/64 GiB stored for a day is 2.625 GiB-hours: not rounded, not cut to 2."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text(PRICES)
+    running = start_server(tmp_path, "--lookback-days", "0", "--prices", str(prices))
+    try:
+        running.ingest_ok(
+            [
+                event(
+                    "vector_stores",
+                    DAY0 + 60,
+                    vector_store_id="vs-f",
+                    project_id="p-f",
+                    usage_bytes=7 * 2**24,
+                )
+            ]
+        )
+        page = exact(running, {"start_time": DAY0, "end_time": DAY0 + DAY, "group_by": "line_item"})
+    finally:
+        stop_server(running)
+    ((line,),) = [b["results"] for b in page["data"]]
+    assert (line["quantity"], line["amount"]["value"]) == (Decimal("2.625"), Decimal("0.021875"))
