@@ -174,3 +174,18 @@ def test_a_size_gauge_shows_its_latest_value_in_binary_units(server: Server) -> 
     assert done.returncode == 0, done.stderr
     footer = next(line for line in done.stdout.splitlines() if "latest" in line)
     assert "3 GiB" in footer  # not 9 GiB summed over three days, and not "3.22B"
+
+
+def test_a_batch_of_only_bad_events_is_set_aside_line_by_line(server: Server, tmp_path: Path) -> None:
+    """Each refusal names one event; more than a thousand of them in one batch are set
+    aside one after the other (no recursion to run out of)."""
+    day0 = server.window(1)
+    source = tmp_path / "bad.ndjson"
+    source.write_text(
+        lines(*(event("embeddings", day0 + 1, f"neg-{day0}-{i}", input_tokens=-1) for i in range(1_050)))
+    )
+    rejects = tmp_path / "rejects.ndjson"
+    done = run("ingest", str(source), "--batch-size", "1050", "--rejects", str(rejects), env=to(server))
+    assert done.returncode == 1, done.stderr[-500:]
+    assert len(rejects.read_text().splitlines()) == 1_050
+    assert stored(server, day0) == 0

@@ -125,46 +125,50 @@ def batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
 
 
 def send(client: httpx.Client, url: str, batch: list[Line], policy: RetryPolicy, report: Report) -> None:
-    """Send one batch, trying again on the failures worth it; record what came of it."""
+    """Send one batch, trying again on the failures worth it; record what came of it.
+
+    With ``report.rejects``, bad lines are set aside one by one and the rest is sent again
+    until it is stored.
+    """
     if report.rejects is not None:
         for line in [line for line in batch if line.error]:
             report.reject(line, str(line.error))
         batch = [line for line in batch if not line.error]
-        if not batch:
-            return
     local = next((line for line in batch if line.error), None)
     if local is not None:
         report.rejected.append(f"line {local.number}: {local.error} (its batch of {len(batch)} was not sent)")
         report.rejected_events += len(batch)
         return
-    response = _post(client, url, batch, policy)
-    if response.status_code == 200:
-        answer = response.json()
-        report.sent += len(batch)
-        report.inserted += answer["inserted"]
-        report.duplicates += answer["duplicates"]
+    while batch:
+        response = _post(client, url, batch, policy)
+        if response.status_code == 200:
+            answer = response.json()
+            report.sent += len(batch)
+            report.inserted += answer["inserted"]
+            report.duplicates += answer["duplicates"]
+            return
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            error = {"message": response.text[:200], "param": None}
+        if response.status_code in (401, 403) or response.status_code >= 500:
+            click.echo(f"Error: the server answered {response.status_code}: {error.get('message')}", err=True)
+            raise SystemExit(EXIT_REFUSED if response.status_code < 500 else EXIT_UNREACHABLE)
+        found = _EVENT_INDEX.match(error.get("param") or "")
+        if found and report.rejects is not None:
+            # Set the bad event aside and send the rest of its batch again.
+            bad = batch[int(found.group(1))]
+            report.reject(bad, str(error.get("message")))
+            batch = [line for line in batch if line is not bad]
+            continue
+        where = (
+            f"line {batch[int(found.group(1))].number}"
+            if found
+            else f"lines {batch[0].number}-{batch[-1].number}"
+        )
+        report.rejected.append(f"{where}: {error.get('message')} (its batch of {len(batch)} was not stored)")
+        report.rejected_events += len(batch)
         return
-    try:
-        error = response.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        error = {"message": response.text[:200], "param": None}
-    if response.status_code in (401, 403) or response.status_code >= 500:
-        click.echo(f"Error: the server answered {response.status_code}: {error.get('message')}", err=True)
-        raise SystemExit(EXIT_REFUSED if response.status_code < 500 else EXIT_UNREACHABLE)
-    found = _EVENT_INDEX.match(error.get("param") or "")
-    if found and report.rejects is not None:
-        # Set the bad event aside and send the rest of its batch again.
-        bad = batch[int(found.group(1))]
-        report.reject(bad, str(error.get("message")))
-        send(client, url, [line for line in batch if line is not bad], policy, report)
-        return
-    where = (
-        f"line {batch[int(found.group(1))].number}"
-        if found
-        else f"lines {batch[0].number}-{batch[-1].number}"
-    )
-    report.rejected.append(f"{where}: {error.get('message')} (its batch of {len(batch)} was not stored)")
-    report.rejected_events += len(batch)
 
 
 def _post(client: httpx.Client, url: str, batch: list[Line], policy: RetryPolicy) -> httpx.Response:
