@@ -157,18 +157,26 @@ def test_a_cursor_signed_with_a_stolen_secret_cannot_reach_past_its_first_reques
     keys.close()
     signer = CursorSigner(bytes(secret))
     day0 = server.window(2)
-    endpoint = BY_PATH[COMPLETIONS]
 
-    def forged(params: dict[str, Any], effective_end: int) -> httpx.Response:
-        query = parse_query(endpoint, httpx.QueryParams(params).multi_items(), max_array_values=1000)
-        token = signer.encode(Cursor(effective_end=effective_end, next_start=day0 + DAY), query.canonical())
-        return server.get(COMPLETIONS, {**params, "page": token})
+    def forged(
+        params: dict[str, Any], effective_end: int, next_start: int = day0 + DAY, path: str = COMPLETIONS
+    ) -> httpx.Response:
+        query = parse_query(BY_PATH[path], httpx.QueryParams(params).multi_items(), max_array_values=1000)
+        token = signer.encode(Cursor(effective_end=effective_end, next_start=next_start), query.canonical())
+        return server.get(path, {**params, "page": token})
 
     ten_years = 1_790_000_000 + 3650 * DAY
     assert forged({"start_time": day0, "limit": 1}, ten_years).status_code == 400
     explicit = {"start_time": day0, "end_time": day0 + 2 * DAY, "limit": 1}
     assert forged(explicit, day0 + 3 * DAY).status_code == 400
     assert forged(explicit, day0 + 2 * DAY).status_code == 200  # what the server itself signs
+    # Nor can it start before the query does: usage from start_time, costs from its midnight.
+    assert forged(explicit, day0 + 2 * DAY, next_start=day0 - 60).status_code == 400
+    assert forged(explicit, day0 + 2 * DAY, next_start=day0).status_code == 200
+    costs = {"start_time": day0 + 3600, "end_time": day0 + 2 * DAY, "limit": 1}
+    assert forged(costs, day0 + 2 * DAY, next_start=day0 - DAY, path="/organization/costs").status_code == 400
+    assert forged(costs, day0 + 2 * DAY, next_start=day0 - 1, path="/organization/costs").status_code == 400
+    assert forged(costs, day0 + 2 * DAY, next_start=day0, path="/organization/costs").status_code == 200
 
 
 def raw_exchange(server: Server, request: bytes) -> bytes:

@@ -316,3 +316,34 @@ def test_a_page_stops_at_a_bucket_boundary_before_50000_results(tmp_path: Path) 
             assert len(first["data"]) + len(rest["data"]) == 1440 and rest["has_more"] is False
     finally:
         store.close()
+
+
+def test_the_lookback_reaches_back_to_the_midnight_a_year_ago(tmp_path: Path) -> None:
+    running = start_server(tmp_path)  # the default look-back: 365 days
+    try:
+        now = int(time.time())
+        earliest = now - 365 * DAY
+        midnight = earliest - earliest % DAY
+        assert (
+            running.get(COMPLETIONS, {"start_time": midnight, "end_time": midnight + DAY}).status_code == 200
+        )
+        check_error(
+            running.get(COMPLETIONS, {"start_time": midnight - 1}),
+            400,
+            "start_time",
+            "reporting_lookback_exceeded",
+        )
+    finally:
+        stop_server(running)
+
+
+def test_pages_followed_at_once_keep_working(server: Server) -> None:
+    """A cursor made this very second pins an end equal to now: still valid."""
+    start = int(time.time()) - 10 * 60
+    params = {"start_time": start, "bucket_width": "1m", "limit": 1}
+    page = server.page(COMPLETIONS, params)
+    walked = 1
+    while page["has_more"]:
+        page = server.page(COMPLETIONS, {**params, "page": page["next_page"]})
+        walked += 1
+    assert walked >= 10
