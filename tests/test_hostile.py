@@ -173,6 +173,7 @@ def test_a_cursor_signed_with_a_stolen_secret_cannot_reach_past_its_first_reques
     # Nor can it start before the query does: usage from start_time, costs from its midnight.
     assert forged(explicit, day0 + 2 * DAY, next_start=day0 - 60).status_code == 400
     assert forged(explicit, day0 + 2 * DAY, next_start=day0).status_code == 200
+    assert forged(explicit, day0 + 2 * DAY, next_start=day0 + 2 * DAY).status_code == 400  # nothing left
     costs = {"start_time": day0 + 3600, "end_time": day0 + 2 * DAY, "limit": 1}
     assert forged(costs, day0 + 2 * DAY, next_start=day0 - DAY, path="/organization/costs").status_code == 400
     assert forged(costs, day0 + 2 * DAY, next_start=day0 - 1, path="/organization/costs").status_code == 400
