@@ -347,3 +347,38 @@ def test_pages_followed_at_once_keep_working(server: Server) -> None:
         page = server.page(COMPLETIONS, {**params, "page": page["next_page"]})
         walked += 1
     assert walked >= 10
+
+
+def test_a_page_holds_exactly_as_many_rows_as_its_cap_and_never_one_more(tmp_path: Path) -> None:
+    from openusage.server import create_app
+    from openusage.server.events import EventRules, parse_events
+    from openusage.settings import Settings
+    from openusage.store import DuckDBStore
+
+    day0 = 1_700_006_400
+    store = DuckDBStore(tmp_path / "cap.duckdb")
+    groups = [4, 6, 1]  # results in three minute buckets; the cap is 10
+    store.append(
+        parse_events(
+            [
+                {"id": f"e{m}-{g}", "type": "embeddings", "timestamp": day0 + 60 * m, "model": f"m{g}"}
+                for m, count in enumerate(groups)
+                for g in range(count)
+            ],
+            EventRules(now=day0 + DAY),
+        )
+    )
+    settings = Settings(
+        db_path=tmp_path / "cap.duckdb", admin_key=ADMIN_KEY, lookback_days=None, max_page_rows=10
+    )
+    try:
+        with TestClient(create_app(settings, store=store)) as http:
+            params = {"start_time": day0, "end_time": day0 + 180, "bucket_width": "1m", "group_by": "model"}
+            headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            first = http.get(
+                "/v1" + COMPLETIONS.replace("completions", "embeddings"), params=params, headers=headers
+            )
+            page = first.json()
+            assert [len(b["results"]) for b in page["data"]] == [4, 6] and page["has_more"] is True
+    finally:
+        store.close()
