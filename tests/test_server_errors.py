@@ -349,7 +349,16 @@ def test_pages_followed_at_once_keep_working(server: Server) -> None:
     assert walked >= 10
 
 
-def test_a_page_holds_exactly_as_many_rows_as_its_cap_and_never_one_more(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("groups", "first_page"),
+    [
+        ([4, 6, 1], [4, 6]),  # the cap reached exactly: allowed
+        ([4, 7, 1], [4]),  # a bucket that would pass it ends the page, though a later one would fit
+    ],
+)
+def test_a_page_holds_exactly_as_many_rows_as_its_cap_and_never_one_more(
+    tmp_path: Path, groups: list[int], first_page: list[int]
+) -> None:
     from openusage.server import create_app
     from openusage.server.events import EventRules, parse_events
     from openusage.settings import Settings
@@ -357,7 +366,6 @@ def test_a_page_holds_exactly_as_many_rows_as_its_cap_and_never_one_more(tmp_pat
 
     day0 = 1_700_006_400
     store = DuckDBStore(tmp_path / "cap.duckdb")
-    groups = [4, 6, 1]  # results in three minute buckets; the cap is 10
     store.append(
         parse_events(
             [
@@ -371,14 +379,17 @@ def test_a_page_holds_exactly_as_many_rows_as_its_cap_and_never_one_more(tmp_pat
     settings = Settings(
         db_path=tmp_path / "cap.duckdb", admin_key=ADMIN_KEY, lookback_days=None, max_page_rows=10
     )
+    path = "/v1/organization/usage/embeddings"
+    params = {"start_time": day0, "end_time": day0 + 180, "bucket_width": "1m", "group_by": "model"}
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     try:
         with TestClient(create_app(settings, store=store)) as http:
-            params = {"start_time": day0, "end_time": day0 + 180, "bucket_width": "1m", "group_by": "model"}
-            headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-            first = http.get(
-                "/v1" + COMPLETIONS.replace("completions", "embeddings"), params=params, headers=headers
-            )
-            page = first.json()
-            assert [len(b["results"]) for b in page["data"]] == [4, 6] and page["has_more"] is True
+            page = http.get(path, params=params, headers=headers).json()
+            assert [len(b["results"]) for b in page["data"]] == first_page and page["has_more"] is True
+            walked = list(page["data"])
+            while page["has_more"]:
+                page = http.get(path, params={**params, "page": page["next_page"]}, headers=headers).json()
+                walked += page["data"]
+            assert [len(b["results"]) for b in walked] == groups  # every bucket once, in order
     finally:
         store.close()
