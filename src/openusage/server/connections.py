@@ -22,6 +22,8 @@ import h11
 import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .errors import ApiError
+
 HEADER_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
 MAX_HEAD_BYTES = 64 * 1024
@@ -95,9 +97,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _refuse(self, status: int, message: str) -> None:
         self._disarm_head_deadline()
-        body = orjson.dumps(
-            {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
-        )
+        body = orjson.dumps(ApiError(status, message).body())
         reason = {400: b"Bad Request", 408: b"Request Timeout", 414: b"URI Too Long"}.get(
             status, b"Request Header Fields Too Large"
         )

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import ApiError
+
 access = logging.getLogger("openusage.access")
 log = logging.getLogger("openusage.server")
 _STANDARD = set(vars(logging.makeLogRecord({})))
@@ -127,16 +129,10 @@ class ServerErrorMiddleware:
             )
             if started:
                 raise  # half an answer is out: only closing the connection can tell the client
-            body = orjson.dumps(
-                {
-                    "error": {
-                        "message": "The server had an error while processing your request.",
-                        "type": "server_error",
-                        "param": None,
-                        "code": None,
-                    }
-                }
+            fault = ApiError(
+                500, "The server had an error while processing your request.", type="server_error"
             )
+            body = orjson.dumps(fault.body())
             await send(
                 {
                     "type": "http.response.start",
