@@ -288,6 +288,17 @@ def test_the_server_refuses_a_memory_limit_it_cannot_keep(tmp_path: Path, limit:
     assert not (tmp_path / "m.duckdb").exists(), "nothing was created"
 
 
+@pytest.mark.parametrize(
+    ("given", "shown"), [((), "memory limit 512MB"), (("--memory-limit", "none"), "80% of RAM")]
+)
+def test_the_database_memory_is_bounded_unless_told_otherwise(
+    tmp_path: Path, given: tuple[str, ...], shown: str
+) -> None:
+    running = start_server(tmp_path, *given)
+    stop_server(running)
+    assert shown in running.log_path.read_text()
+
+
 def test_the_memory_limit_reaches_the_database(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path / "limited.duckdb", memory_limit="300MB")
     try:

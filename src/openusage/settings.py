@@ -10,6 +10,8 @@ from typing import Any
 
 ENV_ADMIN_KEY = "OPENUSAGE_ADMIN_KEY"
 ENV_DB = "OPENUSAGE_DB"
+#: measured at 10M events: the query mix runs within it (docs/performance.md)
+DEFAULT_MEMORY_LIMIT = "512MB"
 
 
 MIN_ADMIN_KEY_LENGTH = 32
@@ -55,8 +57,9 @@ class Settings:
     auth_failures_per_minute: int | None = 30
     #: a TOML file of prices that take precedence over the bundled price book
     prices_path: Path | None = None
-    #: the memory DuckDB may use before it spills to disk (None: DuckDB's own, 80% of RAM)
-    db_memory_limit: str | None = None
+    #: the memory DuckDB may use before it spills to disk; without a bound its cache grows
+    #: with the history it reads (None: DuckDB's own, 80% of RAM)
+    db_memory_limit: str | None = DEFAULT_MEMORY_LIMIT
     #: events may lie at most this far in the future (clock skew between gateways)
     max_future_seconds: int = 86_400
 

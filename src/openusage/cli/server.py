@@ -13,7 +13,7 @@ import click
 
 from ..keyring import SCOPES, Keyring
 from ..server.connections import HEADER_TIMEOUT, connection_limits
-from ..settings import Settings, admin_key_problem
+from ..settings import DEFAULT_MEMORY_LIMIT, Settings, admin_key_problem
 from .common import DB_OPTION, EXIT_REFUSED, EXIT_UNREACHABLE, PRICES_OPTION, api_options, existing_database
 from .common import settings as _settings
 
@@ -52,7 +52,8 @@ from .common import settings as _settings
 @click.option(
     "--memory-limit",
     default=None,
-    help="Memory the database may use before it spills to disk, like 2GB (default: 80% of RAM).",
+    help=f"Memory the database may use before it spills to disk, like 2GB (default {DEFAULT_MEMORY_LIMIT}; "
+    "'none' leaves it to DuckDB: 80% of RAM).",
 )
 @PRICES_OPTION
 def serve(
@@ -81,6 +82,8 @@ def serve(
         prices_path=prices_path,
         db_memory_limit=memory_limit,
     )
+    if memory_limit is not None and memory_limit.strip().lower() == "none":
+        settings = replace(settings, db_memory_limit=None)
     if lookback_days is not None:
         settings = replace(settings, lookback_days=lookback_days or None)
     if auth_failures_per_minute is not None:
@@ -108,7 +111,8 @@ def serve(
         click.echo(f"No API key existed, so an admin key was made ({key.id}). It is shown this once:")
         click.echo(f"\n    {secret}\n")
     base = f"http://{settings.host}:{settings.port}/v1"
-    click.echo(f"Usage API on {base}  (database {settings.db_path})")
+    memory = settings.db_memory_limit or "80% of RAM"
+    click.echo(f"Usage API on {base}  (database {settings.db_path}, memory limit {memory})")
     week_ago = int(time.time()) - 7 * 86400
     click.echo(
         f'Try: curl -H "Authorization: Bearer $OPENAI_ADMIN_KEY" '

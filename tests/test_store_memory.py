@@ -1,0 +1,111 @@
+"""The server's memory does not grow with the history it stores.
+
+The same workload (batches ingested over HTTP, then the benchmark's kind of queries, whose
+answers are the same size at both sizes) runs against a database of 40,000 events and
+again once it holds ten times as many. Anything kept in memory per stored event (an index
+of ids, a cache without a bound) shows up as a higher peak in the second run. The peaks
+are read from the kernel (``VmHWM``), never timed.
+
+What it catches: a Python structure per stored event (a set of ids loaded at start made
+the second peak 82 MiB higher). What it cannot: DuckDB's index of unique ids (the cause
+of the growth at 10M before store version 3) is loaded a little at a time and added only
+15 MiB here; the benchmark at 10M (docs/performance.md) is where that shows.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from openusage.server.events import EventRules, parse_events
+from openusage.store import DuckDBStore
+
+from .conftest import DAY, Server, start_server, stop_server
+
+DAY0 = 1_700_006_400
+DAYS = 30
+PROJECTS = [f"proj_{i}" for i in range(5)]
+MODELS = ["model-a", "model-b"]
+#: RSS varies by a few MiB between runs of the same workload; history must not add more
+TOLERANCE_MIB = 24
+
+
+def history_events(first: int, count: int) -> Iterator[dict[str, Any]]:
+    """Completion events over the 30 days: so few groups that every project and model is in
+    every hour, and every user and key in every day, at both sizes."""
+    rng = random.Random(first)
+    for number in range(first, first + count):
+        input_tokens = rng.randrange(1, 5000)
+        yield {
+            "id": f"history-{number}",
+            "type": "completions",
+            "timestamp": DAY0 + rng.randrange(DAYS * DAY),
+            "project_id": rng.choice(PROJECTS),
+            "user_id": f"user-{rng.randrange(20)}",
+            "api_key_id": f"key_{rng.randrange(5)}",
+            "model": rng.choice(MODELS),
+            "input_tokens": input_tokens,
+            "input_cached_tokens": input_tokens // 3,
+            "output_tokens": rng.randrange(1, 900),
+        }
+
+
+def grow(db: Path, first: int, count: int) -> None:
+    """Add ``count`` events straight to the store (HTTP would only make this slower)."""
+    store = DuckDBStore(db)
+    rules = EventRules(now=DAY0 + DAYS * DAY)
+    events = history_events(first, count)
+    try:
+        for _ in range(count // 20_000):
+            store.append(parse_events([next(events) for _ in range(20_000)], rules))
+    finally:
+        store.close()
+
+
+def peak_mib(server: Server) -> int:
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+    return int(kib) // 1024
+
+
+def workload(server: Server, run: int) -> int:
+    """The server's peak memory after ingesting and querying; the answers are checked too."""
+    queries: list[tuple[str, dict[str, Any]]] = [
+        ("usage/completions", {"start_time": DAY0, "limit": DAYS, "group_by": "model"}),
+        ("usage/completions", {"start_time": DAY0, "bucket_width": "1m", "limit": 1440}),
+        (
+            "usage/completions",
+            {"start_time": DAY0, "bucket_width": "1h", "limit": 168, "group_by": ["project_id", "model"]},
+        ),
+        ("usage/completions", {"start_time": DAY0, "limit": DAYS, "group_by": ["user_id", "api_key_id"]}),
+        ("costs", {"start_time": DAY0, "limit": DAYS, "group_by": "line_item"}),
+    ]
+    new = history_events(10**9 + run * 10**6, 20_000)
+    with server.client() as client:
+        for _ in range(20):
+            batch = [next(new) for _ in range(1000)]
+            response = client.post("/organization/usage/events", json={"events": batch})
+            assert response.json()["inserted"] == 1000
+        for _ in range(3):
+            for path, params in queries:
+                page = client.get(f"/organization/{path}", params=params).json()
+                assert any(bucket["results"] for bucket in page["data"]), (path, params)
+    return peak_mib(server)
+
+
+def test_memory_does_not_grow_with_stored_events(tmp_path: Path) -> None:
+    db = tmp_path / "usage.duckdb"
+    peaks = []
+    for run, (first, count) in enumerate([(0, 40_000), (40_000, 360_000)]):
+        grow(db, first, count)
+        server = start_server(tmp_path, "--lookback-days", "0")
+        try:
+            peaks.append(workload(server, run))
+        finally:
+            stop_server(server)
+    small, large = peaks
+    assert large <= small + TOLERANCE_MIB, (
+        f"peak memory grew from {small} MiB at 40,000 events to {large} MiB at 400,000"
+    )
