@@ -102,14 +102,25 @@ class Server:
         )
 
 
+#: the stores the server's tests run against: the embedded default, and ClickHouse in process
+STORES = ("duckdb", "chdb")
+
+
 def start_server(
-    tmp: Path, *extra: str, env: dict[str, str] | None = None, guess_limit: bool = False
+    tmp: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    guess_limit: bool = False,
+    store: str = "duckdb",
 ) -> Server:
     """A server process; the suite sends many wrong keys on purpose from one address, so the
-    limit on failed authentications is off unless ``guess_limit`` asks for the default."""
+    limit on failed authentications is off unless ``guess_limit`` asks for the default.
+    ``store`` is one of ``STORES`` (the keys stay in a file beside ``usage.duckdb``)."""
     port = free_port()
     if not guess_limit:
         extra = ("--auth-failures-per-minute", "0", *extra)
+    if store == "chdb":
+        extra = ("--store", f"chdb://{tmp / 'usage.chdb'}", *extra)
     db_path = tmp / "usage.duckdb"
     process_env = {**os.environ, "OPENUSAGE_ADMIN_KEY": ADMIN_KEY, **(env or {})}
     # The log goes to a file: a pipe nobody reads would fill up and stall the server.
@@ -145,10 +156,17 @@ def stop_server(server: Server) -> None:
         server.process.wait()
 
 
+@pytest.fixture(scope="session", params=STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Each store in turn: the tests of the shared server run against every one."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, store_kind: str) -> Iterator[Server]:
     """The shared server, with the look-back check off so that tests may use any past window."""
-    running = start_server(tmp_path_factory.mktemp("server"), "--lookback-days", "0")
+    running = start_server(tmp_path_factory.mktemp("server"), "--lookback-days", "0", store=store_kind)
     yield running
     stop_server(running)
 

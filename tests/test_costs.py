@@ -218,11 +218,11 @@ PROJECT_TOTALS_DAY_ONE = {"p1": Decimal("5.582"), "p2": Decimal("12.95")}
 
 
 @pytest.fixture(scope="module")
-def costs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def costs_server(tmp_path_factory: pytest.TempPathFactory, store_kind: str) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("costs")
     prices = tmp / "prices.toml"
     prices.write_text(PRICES)
-    running = start_server(tmp, "--lookback-days", "0", "--prices", str(prices))
+    running = start_server(tmp, "--lookback-days", "0", "--prices", str(prices), store=store_kind)
     running.ingest_ok(hand_events())
     yield running
     stop_server(running)

@@ -289,9 +289,9 @@ def test_the_server_refuses_a_memory_limit_it_cannot_keep(tmp_path: Path, limit:
 
 
 @pytest.mark.parametrize(
-    ("given", "shown"), [((), "memory limit 512MB"), (("--memory-limit", "none"), "80% of RAM")]
+    ("given", "shown"), [((), "memory limit 80% of RAM"), (("--memory-limit", "300MB"), "memory limit 300MB")]
 )
-def test_the_database_memory_is_bounded_unless_told_otherwise(
+def test_the_server_says_how_much_memory_its_database_may_use(
     tmp_path: Path, given: tuple[str, ...], shown: str
 ) -> None:
     running = start_server(tmp_path, *given)

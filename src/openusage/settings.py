@@ -10,8 +10,7 @@ from typing import Any
 
 ENV_ADMIN_KEY = "OPENUSAGE_ADMIN_KEY"
 ENV_DB = "OPENUSAGE_DB"
-#: measured at 10M events: the query mix runs within it (docs/performance.md)
-DEFAULT_MEMORY_LIMIT = "512MB"
+ENV_STORE = "OPENUSAGE_STORE"
 
 
 MIN_ADMIN_KEY_LENGTH = 32
@@ -57,11 +56,18 @@ class Settings:
     auth_failures_per_minute: int | None = 30
     #: a TOML file of prices that take precedence over the bundled price book
     prices_path: Path | None = None
-    #: the memory DuckDB may use before it spills to disk; without a bound its cache grows
-    #: with the history it reads (None: DuckDB's own, 80% of RAM)
-    db_memory_limit: str | None = DEFAULT_MEMORY_LIMIT
+    #: the memory DuckDB may use before it spills to disk (None: DuckDB's own, 80% of RAM);
+    #: no default yet: 512MB failed at 7M events (docs/performance.md)
+    db_memory_limit: str | None = None
+    #: a store URL (duckdb:///file, chdb:///dir, clickhouse://...) used instead of db_path
+    store_url: str | None = None
     #: events may lie at most this far in the future (clock skew between gateways)
     max_future_seconds: int = 86_400
+
+    @property
+    def store(self) -> str:
+        """The store's URL, or the DuckDB file's path."""
+        return self.store_url or str(self.db_path)
 
     @property
     def resolved_keyring_path(self) -> Path:
@@ -76,6 +82,8 @@ class Settings:
         base = cls()
         if env.get(ENV_DB):
             base = replace(base, db_path=Path(env[ENV_DB]))
+        if env.get(ENV_STORE):
+            base = replace(base, store_url=env[ENV_STORE])
         if env.get(ENV_ADMIN_KEY):
             base = replace(base, admin_key=env[ENV_ADMIN_KEY])
         given = {k: v for k, v in overrides.items() if v is not None}

@@ -97,6 +97,17 @@ def existing_database(db_path: Path | None) -> Settings:
     return chosen
 
 
+def existing_keyring(db_path: Path | None) -> Path:
+    """The key file of a server, which keeps it beside its database (on any store)."""
+    chosen = settings(db_path=db_path)
+    if not chosen.db_path.exists() and not chosen.resolved_keyring_path.exists():
+        raise click.ClickException(
+            f"no database at {chosen.db_path}, nor keys beside it: give the --db the server uses "
+            f"(or $OPENUSAGE_DB), or start the server once to make it"
+        )
+    return chosen.resolved_keyring_path
+
+
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

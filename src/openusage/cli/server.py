@@ -13,8 +13,15 @@ import click
 
 from ..keyring import SCOPES, Keyring
 from ..server.connections import HEADER_TIMEOUT, connection_limits
-from ..settings import DEFAULT_MEMORY_LIMIT, Settings, admin_key_problem
-from .common import DB_OPTION, EXIT_REFUSED, EXIT_UNREACHABLE, PRICES_OPTION, api_options, existing_database
+from ..settings import Settings, admin_key_problem
+from .common import (
+    DB_OPTION,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    PRICES_OPTION,
+    api_options,
+    existing_keyring,
+)
 from .common import settings as _settings
 
 
@@ -52,12 +59,20 @@ from .common import settings as _settings
 @click.option(
     "--memory-limit",
     default=None,
-    help=f"Memory the database may use before it spills to disk, like 2GB (default {DEFAULT_MEMORY_LIMIT}; "
-    "'none' leaves it to DuckDB: 80% of RAM).",
+    help="Memory the embedded database may use before it spills to disk, like 2GB (default: 80% of RAM).",
+)
+@click.option(
+    "--store",
+    "store_url",
+    default=None,
+    metavar="URL",
+    help="The store instead of --db: duckdb:///FILE, chdb:///DIR (ClickHouse in this process) or "
+    "clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE (default: $OPENUSAGE_STORE).",
 )
 @PRICES_OPTION
 def serve(
     db_path: Path | None,
+    store_url: str | None,
     host: str | None,
     port: int | None,
     lookback_days: int | None,
@@ -72,7 +87,7 @@ def serve(
 
     from ..server import create_app
     from ..server.logs import logging_config
-    from ..store import DuckDBStore, StoreUnavailable
+    from ..store import StoreUnavailable, open_store
 
     settings = _settings(
         db_path=db_path,
@@ -81,9 +96,8 @@ def serve(
         rate_limit_per_minute=rate_limit,
         prices_path=prices_path,
         db_memory_limit=memory_limit,
+        store_url=store_url,
     )
-    if memory_limit is not None and memory_limit.strip().lower() == "none":
-        settings = replace(settings, db_memory_limit=None)
     if lookback_days is not None:
         settings = replace(settings, lookback_days=lookback_days or None)
     if auth_failures_per_minute is not None:
@@ -99,7 +113,7 @@ def serve(
             "is another server running there? Choose another port with --port."
         ) from None
     try:
-        store = DuckDBStore(settings.db_path, memory_limit=settings.db_memory_limit)
+        store = open_store(settings.store, memory_limit=settings.db_memory_limit)
         keyring = Keyring(settings.resolved_keyring_path)
     except (StoreUnavailable, sqlite3.Error) as exc:
         listener.close()
@@ -112,7 +126,7 @@ def serve(
         click.echo(f"\n    {secret}\n")
     base = f"http://{settings.host}:{settings.port}/v1"
     memory = settings.db_memory_limit or "80% of RAM"
-    click.echo(f"Usage API on {base}  (database {settings.db_path}, memory limit {memory})")
+    click.echo(f"Usage API on {base}  (store {settings.store}, memory limit {memory})")
     week_ago = int(time.time()) - 7 * 86400
     click.echo(
         f'Try: curl -H "Authorization: Bearer $OPENAI_ADMIN_KEY" '
@@ -189,7 +203,7 @@ def keys() -> None:
 @click.option("--name", default="", help="A name to recognise the key by.")
 def keys_create(db_path: Path | None, scope: str, name: str) -> None:
     """Make a key and print its secret, once."""
-    keyring = Keyring(existing_database(db_path).resolved_keyring_path)
+    keyring = Keyring(existing_keyring(db_path))
     key, secret = keyring.create(scope, name)  # type: ignore[arg-type]
     click.echo(secret)
     click.echo(f"({key.id}, scope {key.scope}: keep the secret now, it is not shown again)", err=True)
@@ -199,7 +213,7 @@ def keys_create(db_path: Path | None, scope: str, name: str) -> None:
 @DB_OPTION
 def keys_list(db_path: Path | None) -> None:
     """List keys (never their secrets)."""
-    path = existing_database(db_path).resolved_keyring_path
+    path = existing_keyring(db_path)
     if not path.exists():
         click.echo("no keys yet", err=True)
         return
@@ -213,7 +227,7 @@ def keys_list(db_path: Path | None) -> None:
 @click.argument("key_id")
 def keys_revoke(db_path: Path | None, key_id: str) -> None:
     """Revoke a key by its id; it stops working at once."""
-    keyring = Keyring(existing_database(db_path).resolved_keyring_path)
+    keyring = Keyring(existing_keyring(db_path))
     if not keyring.revoke(key_id):
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")

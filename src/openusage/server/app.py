@@ -29,7 +29,7 @@ from ..catalogue import ENDPOINTS, Endpoint
 from ..costs import PriceBook, cost_results
 from ..keyring import PERMISSIONS, READ, WRITE, Keyring
 from ..settings import Settings
-from ..store import DuckDBStore, EventStore, StoreFull
+from ..store import EventStore, StoreFull, open_store
 from ..store.base import Row
 from .commits import GroupCommitter
 from .cursor import CursorSigner
@@ -224,7 +224,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state["store"] = store or DuckDBStore(settings.db_path, memory_limit=settings.db_memory_limit)
+        state["store"] = store or open_store(settings.store, memory_limit=settings.db_memory_limit)
         try:
             yield
         finally:

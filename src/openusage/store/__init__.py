@@ -2,6 +2,7 @@
 
 from .base import AggregateRow, Aggregation, AppendResult, EventStore, StoreFull, StoreUnavailable
 from .duckdb import DuckDBStore
+from .urls import open_store
 
 __all__ = [
     "AggregateRow",
@@ -11,4 +12,5 @@ __all__ = [
     "EventStore",
     "StoreFull",
     "StoreUnavailable",
+    "open_store",
 ]

@@ -1,0 +1,307 @@
+"""The store on ClickHouse: in-process through chDB, or a ClickHouse server or cluster.
+
+The SQL is the same for both; a ``Connection`` (``clickhouse_connections``) only runs it.
+Raw events live in a MergeTree partitioned by month and ordered by kind and time, so a
+query reads the parts and granules of its range only. Sums are 128-bit; costs are
+priced in Decimal, each line rounded before any sum, as on the embedded store.
+
+Exactly once: one writer per store (this process, under a lock) looks up the batch's
+ids among the events of the batch's time range and inserts only the new ones, as the
+embedded store does. Inserts are synchronous, so an acknowledged batch is in ClickHouse.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+
+from .base import (
+    COLUMNS,
+    DIMENSIONS,
+    METRIC_COLUMNS,
+    AggregateRow,
+    Aggregation,
+    AppendResult,
+    PricedAggregation,
+    PricedRow,
+    Row,
+    StoreUnavailable,
+)
+from .clickhouse_connections import Connection
+from .duckdb import ARROW_TYPES, _arrow_table
+
+VERSION = 3
+
+
+def _quoted(text: str) -> str:
+    """A ClickHouse string literal: backslashes and quotes escaped."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _column(name: str) -> str:
+    if name not in DIMENSIONS and name not in METRIC_COLUMNS:
+        raise ValueError(f"not a column: {name!r}")
+    return name
+
+
+def _dimension_type(name: str) -> str:
+    return "Nullable(Bool)" if DIMENSIONS[name] == "boolean" else "Nullable(String)"
+
+
+def _quantity(terms: tuple[tuple[str, int], ...]) -> str:
+    """A sum of metric columns with integer signs, as 128-bit SQL."""
+    return "toInt128(" + " + ".join(f"({int(sign)}) * {_column(m)}" for m, sign in terms) + ")"
+
+
+def _ints(values: Sequence[int]) -> str:
+    return "[" + ", ".join(str(int(v)) for v in values) + "]"
+
+
+def events_table_sql(engine: str = "MergeTree", cluster: str | None = None) -> str:
+    """The raw events' table, for a single server (or chDB) or, with ``cluster``, each shard."""
+    dims = [f"{name} {_dimension_type(name)}" for name in DIMENSIONS]
+    metrics = [f"{m} Int64 DEFAULT 0" for m in METRIC_COLUMNS]
+    fixed = ["seq Int64", "id String", "kind LowCardinality(String)", "ts Int64"]
+    columns = ", ".join([*fixed, *dims, *metrics])
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    return (
+        f"CREATE TABLE IF NOT EXISTS events{on_cluster} ({columns}) ENGINE = {engine} "
+        "PARTITION BY intDiv(ts, 2592000) ORDER BY (kind, ts, id) "
+        # An insert is acknowledged only once its part is on disk.
+        "SETTINGS fsync_after_insert = 1, fsync_part_directory = 1"
+    )
+
+
+class ClickHouseStore:
+    """Events in ClickHouse; safe to share between threads."""
+
+    def __init__(self, connection: Connection, *, where: str) -> None:
+        self._con = connection
+        self._where = where
+        self._write_lock = threading.Lock()
+        try:
+            self._con.command(events_table_sql())
+            self._con.command("CREATE TABLE IF NOT EXISTS store_version (version Int32) ENGINE = TinyLog")
+            versions = self._con.rows("SELECT max(version), count() FROM store_version")
+            version, count = versions[0]
+            if count == 0:
+                self._con.command(f"INSERT INTO store_version VALUES ({VERSION})")
+            elif version > VERSION:
+                raise StoreUnavailable(
+                    f"{where} was written by a newer openusage (store version {version}; this one reads "
+                    f"up to {VERSION}): upgrade openusage to open it"
+                )
+            ((last,),) = self._con.rows("SELECT max(seq) FROM events")
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # the drivers' errors have no common base
+            raise StoreUnavailable(f"cannot open {where} as a ClickHouse store: {exc}") from exc
+        self._next_seq = int(last or 0) + 1
+
+    def append(self, rows: Sequence[Row]) -> AppendResult:
+        return self.append_batches([rows])[0]
+
+    def append_batches(self, batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
+        """Several batches in one insert; an event whose id and timestamp were stored
+        before, or earlier in these batches, counts as a duplicate."""
+        results = []
+        fresh: list[Row] = []
+        with self._write_lock:
+            keys = {(row[0], row[2]) for rows in batches for row in rows}
+            seen: set[tuple[str, int]] = set()
+            if keys:
+                stamps = [ts for _, ts in keys]
+                ids = ", ".join(_quoted(event_id) for event_id in {event_id for event_id, _ in keys})
+                seen = {
+                    (str(event_id), int(ts))
+                    for event_id, ts in self._con.rows(
+                        f"SELECT id, ts FROM events WHERE ts >= {min(stamps)} AND ts <= {max(stamps)} "
+                        f"AND id IN ({ids})"
+                    )
+                }
+            for rows in batches:
+                inserted = 0
+                for row in rows:
+                    if (row[0], row[2]) not in seen:
+                        seen.add((row[0], row[2]))
+                        fresh.append(row)
+                        inserted += 1
+                results.append(AppendResult(inserted=inserted, duplicates=len(rows) - inserted))
+            if fresh:
+                table = _arrow_table(fresh, self._next_seq)
+                self._con.insert("events", table.select(["seq", *COLUMNS]))
+                self._next_seq += len(fresh)
+        return results
+
+    def aggregate(self, query: Aggregation) -> list[AggregateRow]:
+        if not query.buckets:
+            return []
+        groups = [_column(g) for g in query.group_by]
+        metrics = [_column(m) for m in query.metrics]
+        order = ", ".join(["b", *(f"{g} ASC NULLS FIRST" for g in groups)])
+        if query.gauge:
+            sql = self._gauge_sql(query, groups, metrics)
+        else:
+            sql = self._sum_sql(query, groups, metrics)
+        rows = self._con.rows(f"{sql} ORDER BY {order}")
+        n = len(groups)
+        return [(int(r[0]), tuple(r[1 : 1 + n]), tuple(int(v) for v in r[1 + n :])) for r in rows]
+
+    @staticmethod
+    def _filters(query: Aggregation, prefix: str = "") -> str:
+        clauses = []
+        for name, values in query.filters.items():
+            column = prefix + _column(name)
+            if DIMENSIONS[name] == "boolean":
+                clauses.append(f"{column} = {'true' if values[0] else 'false'}")
+            else:
+                clauses.append(f"{column} IN ({', '.join(_quoted(str(v)) for v in values)})")
+        return "".join(f" AND {c}" for c in clauses)
+
+    @classmethod
+    def _sum_sql(cls, query: Aggregation, groups: list[str], metrics: list[str]) -> str:
+        """Sums per bucket and group. Buckets after the first start on a width boundary;
+        the first may start off one."""
+        first, last = query.buckets[0][0], query.buckets[-1][1]
+        width = int(query.width_seconds)
+        select = ", ".join(
+            [
+                f"greatest(ts - ts % {width}, {int(first)}) AS b",
+                *groups,
+                *(f"sum(toInt128({m})) AS {m}" for m in metrics),
+            ]
+        )
+        return (
+            f"SELECT {select} FROM events WHERE kind = {_quoted(query.kind)} "
+            f"AND ts >= {int(first)} AND ts < {int(last)}{cls._filters(query)} "
+            f"GROUP BY {', '.join(['b', *groups])}"
+        )
+
+    @classmethod
+    def _gauge_sql(cls, query: Aggregation, groups: list[str], metrics: list[str]) -> str:
+        """The vector-store gauge, linear in the reports, as on the embedded store: each
+        report adds its size to its group and takes its store's previous size from the
+        previous report's group; the changes are summed per bucket and carried forward by
+        a running sum over the buckets (a later ingestion wins a same-second tie)."""
+        (metric,) = metrics
+        starts = [b[0] for b in query.buckets]
+        first, end, width = int(starts[0]), int(query.buckets[-1][1]), int(query.width_seconds)
+        carried = sorted({*groups, *(_column(f) for f in query.filters)})
+        window = "(PARTITION BY vector_store_id ORDER BY ts, seq)"
+        now = "".join(f", {d}" for d in carried)
+        before = "".join(f", lagInFrame({d}) OVER {window} AS before_{d}" for d in carried)
+        as_before = "".join(f", before_{d} AS {d}" for d in carried)
+        bucket = f"greatest(ts - ts % {width}, {first})"
+        keys = "".join(f", {g}" for g in groups)
+        reports = (
+            f"SELECT ts, {metric} AS size, lagInFrame({metric}) OVER {window} AS size_before, "
+            f"row_number() OVER {window} AS nth{now}{before} "
+            f"FROM events WHERE kind = {_quoted(query.kind)} AND ts < {end}"
+        )
+        deltas = (
+            f"SELECT {bucket} AS b, toInt128(size) AS delta{now} FROM reports "
+            f"UNION ALL SELECT {bucket} AS b, -toInt128(size_before) AS delta{as_before} "
+            "FROM reports WHERE nth > 1"
+        )
+        per_bucket = (
+            f"SELECT b{keys}, sum(delta) AS delta FROM deltas WHERE 1{cls._filters(query)} GROUP BY b{keys}"
+        )
+        grid = f"SELECT arrayJoin({_ints(starts)}) AS b"
+        if groups:
+            present = f"SELECT DISTINCT {', '.join(groups)} FROM per_bucket"
+            grid = f"SELECT starts.b AS b{keys} FROM ({grid}) AS starts CROSS JOIN ({present}) AS present"
+            same = [f"isNotDistinctFrom(grid.{g}, per_bucket.{g})" for g in groups]
+            matched = " AND ".join(["grid.b = per_bucket.b", *same])
+            partition = f"PARTITION BY {', '.join(f'grid.{g}' for g in groups)} "
+        else:
+            matched = "grid.b = per_bucket.b"
+            partition = ""
+        shown = "".join(f", grid.{g} AS {g}" for g in groups)
+        return (
+            f"WITH reports AS ({reports}), deltas AS ({deltas}), per_bucket AS ({per_bucket}), "
+            f"grid AS ({grid}), "
+            f"running AS (SELECT grid.b AS b{shown}, sum(per_bucket.delta) "
+            f"OVER ({partition}ORDER BY grid.b ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS value "
+            f"FROM grid LEFT JOIN per_bucket ON {matched}) "
+            f"SELECT {', '.join(['b', *groups, 'value'])} FROM running WHERE value > 0"
+        )
+
+    def aggregate_priced(self, query: PricedAggregation) -> list[PricedRow]:
+        base = query.base
+        if not base.buckets:
+            return []
+        groups = [_column(g) for g in base.group_by]
+        metrics = [_column(m) for m in base.metrics]
+        price_dims = [_column(d) for d in query.price_dimensions]
+        fine = self._sum_sql(base, groups, metrics)
+        keys = "".join(f"{g}, " for g in groups)
+        lines = " UNION ALL ".join(
+            f"SELECT b, {keys}{_quoted(item.item)} AS item, {_quantity(item.terms)} AS qty FROM fine"
+            for item in query.items
+        )
+        join = " AND ".join(
+            ["lines.b = prices.b", "lines.item = prices.item"]
+            + [f"isNotDistinctFrom(lines.{d}, prices.{d})" for d in price_dims]
+        )
+        output = [
+            "prices.line_item" if g == "line_item" else (f"lines.{g}" if g in groups else "NULL")
+            for g in query.output
+        ]
+        decimals = int(query.decimals)
+        prices = f"prices_{uuid.uuid4().hex}"
+        dims = "".join(f", {d} {_dimension_type(d)}" for d in price_dims)
+        self._con.command(
+            f"CREATE TABLE {prices} (b Int64{dims}, item String, line_item String, "
+            "usd Nullable(Decimal128(18)), unit String) ENGINE = Memory"
+        )
+        try:
+            self._con.insert(prices, _price_table(query, price_dims))
+            selected = ", ".join(f"{expr} AS o{i}" for i, expr in enumerate(output))
+            rows = self._con.rows(
+                f"WITH fine AS ({fine}), lines AS ({lines}) "
+                f"SELECT lines.b AS b{', ' + selected if output else ''}, "
+                f"sum(coalesce(round(toDecimal128(lines.qty, 0) * prices.usd, {decimals}), "
+                f"toDecimal128(0, 18))) AS amount, sum(lines.qty) AS quantity, any(prices.unit) AS unit "
+                f"FROM lines INNER JOIN {prices} AS prices ON {join} WHERE lines.qty > 0 "
+                f"GROUP BY {', '.join(['b', *(f'o{i}' for i in range(len(output)))])} ORDER BY b "
+                "SETTINGS join_use_nulls = 1"
+            )
+        finally:
+            self._con.command(f"DROP TABLE IF EXISTS {prices}")
+        n = len(query.output)
+        return [
+            (int(r[0]), tuple(r[1 : 1 + n]), Decimal(r[1 + n]), int(r[2 + n]), str(r[3 + n])) for r in rows
+        ]
+
+    def backup(self, target: Path | str) -> int:
+        raise StoreUnavailable(
+            f"openusage backup copies the embedded store only; back up {self._where} with ClickHouse's "
+            "BACKUP, or copy its events to a DuckDB file with: openusage migrate --from ... --to duckdb:///FILE"
+        )
+
+    def problem(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _price_table(query: PricedAggregation, price_dims: list[str]) -> pa.Table:
+    return pa.table(
+        {
+            "b": pa.array([p[0] for p in query.prices], type=pa.int64()),
+            **{
+                d: pa.array([p[1 + i] for p in query.prices], type=ARROW_TYPES[d])
+                for i, d in enumerate(price_dims)
+            },
+            "item": pa.array([p[-4] for p in query.prices], type=pa.string()),
+            "line_item": pa.array([p[-3] for p in query.prices], type=pa.string()),
+            "usd": pa.array([p[-2] for p in query.prices], type=pa.decimal128(38, 18)),
+            "unit": pa.array([p[-1] for p in query.prices], type=pa.string()),
+        }
+    )

@@ -1,0 +1,123 @@
+"""The thin layer under the ClickHouse store: run SQL in chDB, or on a ClickHouse server.
+
+Both take the same SQL text; only how rows come back and how a table is sent differ.
+Neither driver is installed by default (``pip install 'openusage[chdb]'`` or
+``'openusage[clickhouse]'``).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import pyarrow as pa
+
+from .base import StoreUnavailable
+
+
+class Connection(Protocol):
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a query, as Python values (128-bit sums as ints, decimals as Decimal)."""
+        ...
+
+    def command(self, sql: str) -> None: ...
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        """Insert the whole table, synchronously: when this returns, ClickHouse has it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _python_values(table: pa.Table) -> list[tuple[Any, ...]]:
+    """Arrow columns as Python values; chDB hands 128-bit integers over as 16 raw bytes."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_fixed_size_binary(column.type) and column.type.byte_width == 16:
+            columns.append(
+                [None if v is None else int.from_bytes(v, "little", signed=True) for v in column.to_pylist()]
+            )
+        else:
+            columns.append(column.to_pylist())
+    return list(zip(*columns, strict=True))
+
+
+class ChdbConnection:
+    """ClickHouse in this process, its data in a directory."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            import chdb
+        except ImportError:
+            raise StoreUnavailable("chdb:// stores need chDB: pip install 'openusage[chdb]'") from None
+        path.mkdir(parents=True, exist_ok=True)
+        self._con = chdb.connect(f"file:{path}")  # type: ignore[no-untyped-call]
+        # chDB's one session serves one statement at a time.
+        self._lock = threading.Lock()
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return _python_values(self._con.query(sql, "ArrowTable"))
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            self._con.query(sql)
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        with self._lock:
+            # chDB reads a Python variable named in the query: ``incoming`` is that variable.
+            incoming = data  # noqa: F841
+            self._con.query(f"INSERT INTO {table} SELECT * FROM Python(incoming)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+class ServerConnection:
+    """A ClickHouse server or cluster over HTTP(S), through clickhouse-connect."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import clickhouse_connect
+        except ImportError:
+            raise StoreUnavailable(
+                "clickhouse:// stores need clickhouse-connect: pip install 'openusage[clickhouse]'"
+            ) from None
+        parts = urlsplit(url)
+        database = parts.path.strip("/") or "default"
+        self._client_args: dict[str, Any] = {
+            "host": parts.hostname or "localhost",
+            "port": parts.port or (8443 if parts.scheme == "clickhouses" else 8123),
+            "username": unquote(parts.username or "default"),
+            "password": unquote(parts.password or ""),
+            "database": database,
+            "secure": parts.scheme == "clickhouses",
+            # Inserts return once written (no async inserts left pending).
+            "settings": {"async_insert": 0},
+        }
+        self._make = clickhouse_connect.get_client
+        self._local = threading.local()
+        self._client()  # fail now, with the reason, rather than at the first request
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._make(**self._client_args)
+        return client
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._client().query(sql).result_rows]
+
+    def command(self, sql: str) -> None:
+        self._client().command(sql)
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        self._client().insert_arrow(table, data)
+
+    def close(self) -> None:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()

@@ -1,0 +1,52 @@
+"""Which store a URL names: ``duckdb:///file``, ``chdb:///dir``, ``clickhouse[s]://...``,
+or a plain path (a DuckDB file, as ``--db`` has always meant)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from .base import EventStore, StoreUnavailable
+
+SCHEMES = ("duckdb", "chdb", "clickhouse", "clickhouses")
+
+
+def _local_path(url: str) -> Path:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise StoreUnavailable(
+            f"{url}: a {parts.scheme}:// store is a local path, like {parts.scheme}:///var/lib/usage"
+        )
+    if not parts.path:
+        raise StoreUnavailable(f"{url}: the URL names no path")
+    return Path(unquote(parts.path))
+
+
+def store_scheme(url: str) -> str:
+    """The store's kind: one of ``SCHEMES``; a plain path is a DuckDB file."""
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if not scheme:
+        return "duckdb"
+    if scheme not in SCHEMES:
+        raise StoreUnavailable(f"{url}: unknown store; use one of {', '.join(s + '://' for s in SCHEMES)}")
+    return scheme
+
+
+def duckdb_path(url: str) -> Path:
+    """The file of a DuckDB store URL or plain path."""
+    return _local_path(url) if "://" in url else Path(url)
+
+
+def open_store(url: str, *, memory_limit: str | None = None) -> EventStore:
+    scheme = store_scheme(url)
+    if scheme == "duckdb":
+        from .duckdb import DuckDBStore
+
+        return DuckDBStore(duckdb_path(url), memory_limit=memory_limit)
+    from .clickhouse import ClickHouseStore
+    from .clickhouse_connections import ChdbConnection, ServerConnection
+
+    if scheme == "chdb":
+        return ClickHouseStore(ChdbConnection(_local_path(url)), where=url)
+    shown = urlsplit(url)._replace(netloc=urlsplit(url).hostname or "").geturl()  # no password in messages
+    return ClickHouseStore(ServerConnection(url), where=shown)
