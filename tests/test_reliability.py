@@ -243,23 +243,35 @@ def test_keys_are_stored_only_as_hashes_and_never_logged(tmp_path: Path) -> None
     assert response.headers["x-request-id"] == requests[-1]["request_id"]
 
 
-def test_the_server_refuses_to_start_on_a_database_it_cannot_open(server: Server, tmp_path: Path) -> None:
+def test_the_server_refuses_to_start_on_a_database_it_cannot_open(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.duckdb"
     garbage.write_text("this is not a database")
-    for db, reason in (
-        (garbage, "is not a valid DuckDB database file"),
-        (server.db_path, "is in use by another process"),
-        (tmp_path / "missing" / "dir.duckdb", "No such file or directory"),
-    ):
-        started = subprocess.run(
-            [sys.executable, "-m", "openusage", "serve", "--db", str(db), "--port", "9"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert started.returncode == 1
-        assert started.stderr.startswith("Error: the server cannot start:") and reason in started.stderr
+    (tmp_path / "duckdb").mkdir()
+    (tmp_path / "chdb").mkdir()
+    running = [start_server(tmp_path / "duckdb"), start_server(tmp_path / "chdb", store="chdb")]
+    try:
+        for store, reason in (
+            (str(garbage), "is not a valid DuckDB database file"),
+            (str(running[0].db_path), "is in use by another process"),
+            (str(tmp_path / "missing" / "dir.duckdb"), "No such file or directory"),
+            (f"duckdb://{tmp_path / 'missing' / 'dir.duckdb'}", "No such file or directory"),
+            (f"chdb://{tmp_path / 'chdb' / 'usage.chdb'}", "is it in use by another process"),
+            ("duckdb://host/x.duckdb", "is a local path"),
+            ("postgres://host/db", "unknown store"),
+        ):
+            started = subprocess.run(
+                [sys.executable, "-m", "openusage", "serve", "--store", store, "--port", "9"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert started.returncode == 1, store
+            # chDB prints its own line ("Cannot lock file ...") before ours
+            assert "Error: the server cannot start:" in started.stderr and reason in started.stderr
+    finally:
+        for server in running:
+            stop_server(server)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,8 @@ from .clickhouse_connections import Connection
 from .duckdb import ARROW_TYPES, _arrow_table
 
 VERSION = 3
+#: events read at a time when copying
+BACKUP_ROWS = 50_000
 
 
 def _quoted(text: str) -> str:
@@ -279,10 +281,26 @@ class ClickHouseStore:
         ]
 
     def backup(self, target: Path | str) -> int:
-        raise StoreUnavailable(
-            f"openusage backup copies the embedded store only; back up {self._where} with ClickHouse's "
-            "BACKUP, or copy its events to a DuckDB file with: openusage migrate --from ... --to duckdb:///FILE"
-        )
+        """Copy the events to a new DuckDB file (which ``openusage serve --db`` serves as it
+        is); ingestion goes on meanwhile. The copy holds every event acknowledged before it
+        began: no insert is under way while its last sequence number is read."""
+        from .duckdb import DuckDBStore
+
+        with self._write_lock:
+            ((last,),) = self._con.rows("SELECT max(seq) FROM events")
+        copy = DuckDBStore(target)
+        copied, after = 0, 0
+        try:
+            while after < int(last or 0):
+                rows = self._con.rows(
+                    f"SELECT {', '.join(COLUMNS)}, seq FROM events WHERE seq > {after} "
+                    f"AND seq <= {int(last)} ORDER BY seq LIMIT {BACKUP_ROWS}"
+                )
+                copied += copy.append([row[:-1] for row in rows]).inserted
+                after = int(rows[-1][-1])
+        finally:
+            copy.close()
+        return copied
 
     def problem(self) -> str | None:
         return None

@@ -53,7 +53,14 @@ class ChdbConnection:
         except ImportError:
             raise StoreUnavailable("chdb:// stores need chDB: pip install 'openusage[chdb]'") from None
         path.mkdir(parents=True, exist_ok=True)
-        self._con = chdb.connect(f"file:{path}")  # type: ignore[no-untyped-call]
+        try:
+            self._con = chdb.connect(f"file:{path}")  # type: ignore[no-untyped-call]
+        except RuntimeError as exc:
+            # chDB opens one directory per process and says little when it is taken.
+            raise StoreUnavailable(
+                f"cannot open {path} with chDB (is it in use by another process, such as a "
+                f"running server?): {str(exc).splitlines()[0]}"
+            ) from None
         # chDB's one session serves one statement at a time.
         self._lock = threading.Lock()
 
