@@ -6,6 +6,7 @@ import os
 
 import click
 
+from .clickhouse import clickhouse
 from .ingest import ingest
 from .prices import prices
 from .query import costs, usage
@@ -23,7 +24,7 @@ def main() -> None:
     os.umask(0o077)
 
 
-for command in (serve, demo, keys, ingest, usage, costs, prices, backup, rollups):
+for command in (serve, demo, keys, ingest, usage, costs, prices, backup, rollups, clickhouse):
     main.add_command(command)
 
 __all__ = ["main"]

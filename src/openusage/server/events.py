@@ -18,7 +18,6 @@ from ..catalogue import USAGE_KINDS, Dimension, Endpoint, Metric
 from ..store.base import DIMENSION_COLUMNS, METRIC_COLUMNS, Row
 from .errors import ApiError, bad_request, shown
 
-MAX_ID_LENGTH = 256
 MAX_STRING_LENGTH = 256
 EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z: anything older is a unit mistake
 

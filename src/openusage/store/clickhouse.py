@@ -64,19 +64,39 @@ def _ints(values: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(v)) for v in values) + "]"
 
 
-def events_table_sql(engine: str = "MergeTree", cluster: str | None = None) -> str:
-    """The raw events' table, for a single server (or chDB) or, with ``cluster``, each shard."""
+def events_table_sql(table: str = "events", engine: str = "MergeTree", cluster: str | None = None) -> str:
+    """The raw events' table: on one server (or chDB), or with ``cluster`` on each node."""
     dims = [f"{name} {_dimension_type(name)}" for name in DIMENSIONS]
     metrics = [f"{m} Int64 DEFAULT 0" for m in METRIC_COLUMNS]
     fixed = ["seq Int64", "id String", "kind LowCardinality(String)", "ts Int64"]
-    columns = ", ".join([*fixed, *dims, *metrics])
+    columns = ",\n  ".join([*fixed, *dims, *metrics])
     on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
     return (
-        f"CREATE TABLE IF NOT EXISTS events{on_cluster} ({columns}) ENGINE = {engine} "
-        "PARTITION BY intDiv(ts, 2592000) ORDER BY (kind, ts, id) "
+        f"CREATE TABLE IF NOT EXISTS {table}{on_cluster} (\n  {columns}\n) ENGINE = {engine}\n"
+        "PARTITION BY intDiv(ts, 2592000) ORDER BY (kind, ts, id)\n"
         # An insert is acknowledged only once its part is on disk.
         "SETTINGS fsync_after_insert = 1, fsync_part_directory = 1"
     )
+
+
+def schema_sql(cluster: str | None = None) -> list[str]:
+    """The DDL the store needs, for one server or, with ``cluster``, for a cluster: each
+    node keeps its shard's events in a replicated table, and ``events`` spreads inserts
+    over the shards by id and reads from all of them."""
+    version = "CREATE TABLE IF NOT EXISTS store_version{} (version Int32) ENGINE = {}"
+    if cluster is None:
+        return [events_table_sql(), version.format("", "TinyLog")]
+    replicated = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/events_local', '{replica}')"
+    return [
+        events_table_sql("events_local", replicated, cluster),
+        f"CREATE TABLE IF NOT EXISTS events ON CLUSTER {cluster} AS events_local "
+        f"ENGINE = Distributed({cluster}, currentDatabase(), events_local, cityHash64(id))",
+        version.format(
+            f" ON CLUSTER {cluster}",
+            "ReplicatedMergeTree('/clickhouse/tables/{database}/store_version', '{replica}') "
+            "ORDER BY version",
+        ),
+    ]
 
 
 class ClickHouseStore:
@@ -87,8 +107,8 @@ class ClickHouseStore:
         self._where = where
         self._write_lock = threading.Lock()
         try:
-            self._con.command(events_table_sql())
-            self._con.command("CREATE TABLE IF NOT EXISTS store_version (version Int32) ENGINE = TinyLog")
+            for statement in schema_sql():  # tables made for a cluster are kept as they are
+                self._con.command(statement)
             versions = self._con.rows("SELECT max(version), count() FROM store_version")
             version, count = versions[0]
             if count == 0:

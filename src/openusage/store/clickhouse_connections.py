@@ -102,8 +102,9 @@ class ServerConnection:
             "password": unquote(parts.password or ""),
             "database": database,
             "secure": parts.scheme == "clickhouses",
-            # Inserts return once written (no async inserts left pending).
-            "settings": {"async_insert": 0},
+            # An insert returns once written: no async insert left pending, and through a
+            # Distributed table only once every shard has its rows.
+            "settings": {"async_insert": 0, "distributed_foreground_insert": 1},
         }
         self._make = clickhouse_connect.get_client
         self._local = threading.local()
