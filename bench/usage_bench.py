@@ -12,6 +12,7 @@ bytes per event, peak server memory, and the raw-scan baseline with its ratio.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import random
@@ -150,6 +151,7 @@ def main() -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    atexit.register(server.kill)  # a failed run must not leave the server holding its file
     base = f"http://127.0.0.1:{port}/v1"
     headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
     while True:

@@ -25,9 +25,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture(scope="module")
-def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server of its own: the fuzzer's events land anywhere in time."""
-    running = start_server(tmp_path_factory.mktemp("fuzz"), "--lookback-days", "0")
+def fuzzed_server(tmp_path_factory: pytest.TempPathFactory, store_kind: str) -> Iterator[Server]:
+    """A server of its own on each store: the fuzzer's events land anywhere in time."""
+    running = start_server(tmp_path_factory.mktemp("fuzz"), "--lookback-days", "0", store=store_kind)
     yield running
     stop_server(running)
 

@@ -19,7 +19,7 @@ import pytest
 
 from openusage.store import DuckDBStore
 
-from .conftest import ADMIN_KEY, DAY, Server, event, start_server, stop_server
+from .conftest import ADMIN_KEY, DAY, STORES, Server, event, start_server, stop_server
 
 EMBEDDINGS = "/organization/usage/embeddings"
 
@@ -55,8 +55,9 @@ def post(base: str, batch: list[dict[str, Any]]) -> bool:
     return response.status_code == 200
 
 
-def test_sigkill_during_concurrent_ingestion_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    running = start_server(tmp_path, "--lookback-days", "0")
+@pytest.mark.parametrize("store", STORES)
+def test_sigkill_during_concurrent_ingestion_loses_nothing_acknowledged(tmp_path: Path, store: str) -> None:
+    running = start_server(tmp_path, "--lookback-days", "0", store=store)
     day0 = running.window(1)
     clients, batches, size = 4, 30, 200
     acked: list[set[int]] = [set() for _ in range(clients)]
@@ -81,7 +82,7 @@ def test_sigkill_during_concurrent_ingestion_loses_nothing_acknowledged(tmp_path
     acknowledged = sum(map(len, acked)) * size
     assert 0 < acknowledged < clients * batches * size
 
-    restarted = start_server(tmp_path, "--lookback-days", "0")
+    restarted = start_server(tmp_path, "--lookback-days", "0", store=store)
     try:
         stored = count_events(restarted, day0)
         # Every acknowledged event survived; a batch in flight at the kill may have too.
