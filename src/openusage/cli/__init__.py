@@ -8,6 +8,7 @@ import click
 
 from .clickhouse import clickhouse
 from .ingest import ingest
+from .migrate import migrate
 from .prices import prices
 from .query import costs, usage
 from .rollups import rollups
@@ -24,7 +25,7 @@ def main() -> None:
     os.umask(0o077)
 
 
-for command in (serve, demo, keys, ingest, usage, costs, prices, backup, rollups, clickhouse):
+for command in (serve, demo, keys, ingest, usage, costs, prices, backup, rollups, clickhouse, migrate):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -90,6 +90,10 @@ class PricedAggregation:
 PricedRow = tuple[int, tuple[Any, ...], Decimal, int, str]
 
 
+#: a stored event and its place in the order events were stored
+Stored = tuple[int, Row]
+
+
 class EventStore(Protocol):
     def append(self, rows: Sequence[Row]) -> AppendResult:
         """Store the rows not seen before (by id), durably, all or none."""
@@ -113,6 +117,15 @@ class EventStore(Protocol):
 
     def problem(self) -> str | None:
         """Why the store cannot take writes just now (reads go on), or None."""
+        ...
+
+    def last_place(self) -> int:
+        """The place of the event stored last (0: none yet)."""
+        ...
+
+    def stored_events(self, after: int, limit: int) -> list[Stored]:
+        """Up to ``limit`` events in the order they were stored, from the one after place
+        ``after`` (0: from the first), each with its place, to go on from."""
         ...
 
     def close(self) -> None: ...

@@ -30,14 +30,13 @@ from .base import (
     PricedAggregation,
     PricedRow,
     Row,
+    Stored,
     StoreUnavailable,
 )
 from .clickhouse_connections import Connection
 from .duckdb import ARROW_TYPES, _arrow_table
 
 VERSION = 3
-#: events read at a time when copying
-BACKUP_ROWS = 50_000
 
 
 def _quoted(text: str) -> str:
@@ -303,24 +302,28 @@ class ClickHouseStore:
     def backup(self, target: Path | str) -> int:
         """Copy the events to a new DuckDB file (which ``openusage serve --db`` serves as it
         is); ingestion goes on meanwhile. The copy holds every event acknowledged before it
-        began: no insert is under way while its last sequence number is read."""
+        began: no insert is under way while its last place is read."""
+        from .copying import copy_events
         from .duckdb import DuckDBStore
 
         with self._write_lock:
-            ((last,),) = self._con.rows("SELECT max(seq) FROM events")
+            last = self.last_place()
         copy = DuckDBStore(target)
-        copied, after = 0, 0
         try:
-            while after < int(last or 0):
-                rows = self._con.rows(
-                    f"SELECT {', '.join(COLUMNS)}, seq FROM events WHERE seq > {after} "
-                    f"AND seq <= {int(last)} ORDER BY seq LIMIT {BACKUP_ROWS}"
-                )
-                copied += copy.append([row[:-1] for row in rows]).inserted
-                after = int(rows[-1][-1])
+            return sum(step.copied for step in copy_events(self, copy, until=last))
         finally:
             copy.close()
-        return copied
+
+    def last_place(self) -> int:
+        ((last,),) = self._con.rows("SELECT max(seq) FROM events")
+        return int(last or 0)
+
+    def stored_events(self, after: int, limit: int) -> list[Stored]:
+        rows = self._con.rows(
+            f"SELECT seq, {', '.join(COLUMNS)} FROM events WHERE seq > {int(after)} "
+            f"ORDER BY seq LIMIT {int(limit)}"
+        )
+        return [(int(r[0]), tuple(r[1:])) for r in rows]
 
     def problem(self) -> str | None:
         return None

@@ -32,6 +32,7 @@ from .base import (
     PricedAggregation,
     PricedRow,
     Row,
+    Stored,
     StoreFull,
     StoreUnavailable,
 )
@@ -233,6 +234,21 @@ class DuckDBStore:
 
     def problem(self) -> str | None:
         return self._room_problem(0)
+
+    def last_place(self) -> int:
+        (last,) = self._cursor().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()  # type: ignore[misc]
+        return int(last)
+
+    def stored_events(self, after: int, limit: int) -> list[Stored]:
+        rows = (
+            self._cursor()
+            .execute(
+                f"SELECT seq, {', '.join(COLUMNS)} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                [after, limit],
+            )
+            .fetchall()
+        )
+        return [(int(r[0]), tuple(r[1:])) for r in rows]
 
     def _roll_in_background(self) -> None:
         cursor = self._con.cursor()

@@ -11,7 +11,7 @@ from .base import EventStore, StoreUnavailable
 SCHEMES = ("duckdb", "chdb", "clickhouse", "clickhouses")
 
 
-def _local_path(url: str) -> Path:
+def local_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise StoreUnavailable(
@@ -34,7 +34,7 @@ def store_scheme(url: str) -> str:
 
 def duckdb_path(url: str) -> Path:
     """The file of a DuckDB store URL or plain path."""
-    return _local_path(url) if "://" in url else Path(url)
+    return local_path(url) if "://" in url else Path(url)
 
 
 def open_store(url: str, *, memory_limit: str | None = None) -> EventStore:
@@ -47,6 +47,6 @@ def open_store(url: str, *, memory_limit: str | None = None) -> EventStore:
     from .clickhouse_connections import ChdbConnection, ServerConnection
 
     if scheme == "chdb":
-        return ClickHouseStore(ChdbConnection(_local_path(url)), where=url)
+        return ClickHouseStore(ChdbConnection(local_path(url)), where=url)
     shown = urlsplit(url)._replace(netloc=urlsplit(url).hostname or "").geturl()  # no password in messages
     return ClickHouseStore(ServerConnection(url), where=shown)
