@@ -3,6 +3,7 @@ compare each query with a straightforward GROUP BY over the raw events, in the s
 
     .venv/bin/python bench/usage_bench.py                 # 10M completion events (long)
     .venv/bin/python bench/usage_bench.py --events 1000000
+    .venv/bin/python bench/usage_bench.py --events 1000000 --store chdb   # ClickHouse in process
 
 Prints events/s (batches of 1,000 and single-event requests), p50/p99 latency per query,
 the time an event takes to become visible, the slowdown of queries during ingestion, disk
@@ -117,6 +118,31 @@ def timed(function: Callable[[], Any], repeat: int) -> list[float]:
     return times
 
 
+class RawEvents:
+    """The stored events read in-process once the server has stopped, for the baseline."""
+
+    def __init__(self, store: str, folder: Path) -> None:
+        self.folder = folder
+        self.duckdb = self.chdb = None
+        if store == "duckdb":
+            self.duckdb = duckdb.connect(str(folder / "bench.duckdb"))
+            self.duckdb.execute("CHECKPOINT")
+        else:
+            import chdb
+
+            self.chdb = chdb.connect(f"file:{folder / 'bench.chdb'}")
+
+    def rows(self, sql: str) -> list[Any]:
+        if self.duckdb is not None:
+            return self.duckdb.execute(sql).fetchall()
+        return [tuple(row.values()) for row in self.chdb.query(sql, "ArrowTable").to_pylist()]
+
+    def disk_bytes(self) -> int:
+        """The store's files: the DuckDB file and its log, or the chDB directory."""
+        others = {"server.log", "bench.keys.sqlite"}
+        return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file() and p.name not in others)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,6 +151,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent ingesting clients")
     parser.add_argument("--single", type=int, default=3000, help="single-event requests to send")
     parser.add_argument("--repeat", type=int, default=20, help="runs of each query")
+    parser.add_argument("--store", choices=["duckdb", "chdb"], default="duckdb")
+    parser.add_argument("--memory-limit", default=None, help="the server's --memory-limit (DuckDB)")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="openusage-bench-"))
@@ -140,8 +168,12 @@ def main() -> None:
             "-m",
             "openusage",
             "serve",
-            "--db",
-            str(db),
+            *(
+                ["--db", str(db)]
+                if args.store == "duckdb"
+                else ["--store", f"chdb://{folder / 'bench.chdb'}"]
+            ),
+            *(["--memory-limit", args.memory_limit] if args.memory_limit else []),
             "--port",
             str(port),
             "--lookback-days",
@@ -308,18 +340,10 @@ def main() -> None:
     server.terminate()
     server.wait()
     client.close()
-    stored = duckdb.connect(str(db))
-    (events,) = stored.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
-    stored.execute("CHECKPOINT")
-    disk = sum(p.stat().st_size for p in folder.glob("bench.duckdb*"))
-    (block_size, used_blocks) = stored.execute(
-        "SELECT block_size, used_blocks FROM pragma_database_size()"
-    ).fetchone()  # type: ignore[misc]
-    used = block_size * used_blocks
-    print(
-        f"disk: {disk / events:.1f} bytes per event ({disk / 1e6:.0f} MB for {events:,} events); "
-        f"{used / events:.1f} in blocks in use, the rest free blocks DuckDB reuses"
-    )
+    stored = RawEvents(args.store, folder)
+    ((events,),) = stored.rows("SELECT count(*) FROM events")
+    disk = stored.disk_bytes()
+    print(f"disk: {disk / events:.1f} bytes per event ({disk / 1e6:.0f} MB for {events:,} events)")
     print(
         f"peak server memory: {int(memory) / 1024:.0f} MiB"
         if memory != "?"
@@ -329,39 +353,36 @@ def main() -> None:
     # The baseline: the same questions as plain GROUP BY queries over the raw events table.
     raw = {
         "1d x 31 by model": (
-            "SELECT ts // 86400 AS b, model, sum(input_tokens), sum(output_tokens) FROM events "
+            "SELECT ts - ts % 86400 AS b, model, sum(input_tokens), sum(output_tokens) FROM events "
             f"WHERE kind = 'completions' AND ts >= {day0 - 30 * DAY} AND ts < {now} GROUP BY ALL"
         ),
         "1m x 1440 ungrouped": (
-            "SELECT ts // 60 AS b, sum(input_tokens), sum(output_tokens) FROM events "
+            "SELECT ts - ts % 60 AS b, sum(input_tokens), sum(output_tokens) FROM events "
             f"WHERE kind = 'completions' AND ts >= {now - DAY} AND ts < {now} GROUP BY ALL"
         ),
         "1h x 168 by project, model, filtered": (
-            "SELECT ts // 3600 AS b, project_id, model, sum(input_tokens) FROM events WHERE kind = 'completions' "
+            "SELECT ts - ts % 3600 AS b, project_id, model, sum(input_tokens) FROM events WHERE kind = 'completions' "
             f"AND ts >= {now - 7 * DAY} AND project_id IN ({', '.join(repr(p) for p in some_projects)}) "
             "AND model IN ('model-00', 'model-01') GROUP BY ALL"
         ),
         "users and keys of one project, 1d x 30": (
-            "SELECT ts // 86400 AS b, user_id, api_key_id, sum(input_tokens) FROM events WHERE kind = 'completions' "
+            "SELECT ts - ts % 86400 AS b, user_id, api_key_id, sum(input_tokens) FROM events WHERE kind = 'completions' "
             f"AND ts >= {day0 - 29 * DAY} AND project_id = '{data.projects[0]}' GROUP BY ALL"
         ),
         "costs 1d x 180 by line item": (
-            "SELECT ts // 86400 AS b, model, batch, service_tier, sum(input_uncached_tokens), "
+            "SELECT ts - ts % 86400 AS b, model, batch, service_tier, sum(input_uncached_tokens), "
             "sum(input_cached_tokens), sum(output_tokens) FROM events "
             f"WHERE ts >= {day0 - 179 * DAY} GROUP BY ALL"
         ),
         "walk 7 days of minute buckets": (
-            "SELECT ts // 60 AS b, sum(input_tokens) FROM events "
+            "SELECT ts - ts % 60 AS b, sum(input_tokens) FROM events "
             f"WHERE kind = 'completions' AND ts >= {now - 7 * DAY} AND ts < {now} GROUP BY ALL"
         ),
     }
     print("\nbaseline: plain GROUP BY over raw events in-process, p50 ms, and the ratio baseline / HTTP")
     for name, sql in raw.items():
-        base_p50 = statistics.median(
-            timed(lambda sql=sql: stored.execute(sql).fetchall(), max(3, args.repeat // 4))
-        )
+        base_p50 = statistics.median(timed(lambda sql=sql: stored.rows(sql), max(3, args.repeat // 4)))
         print(f"  {name:42s} {base_p50:9.1f}   ratio {base_p50 / http_p50[name]:5.2f}x")
-    stored.close()
 
 
 if __name__ == "__main__":

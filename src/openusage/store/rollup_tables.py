@@ -6,8 +6,10 @@ every rollup and moves the watermark, in one transaction; a query reads the roll
 the raw events past the watermark in one snapshot, so each event counts exactly once.
 
 Rolling appends one row per (grain, group) of the events it folds in; compaction then
-rewrites a table with one row per group. It runs in its own transaction while ingestion
-and queries go on: DuckDB's snapshots show each query the table before or after.
+rewrites the days those rows fall in with one row per group, a day per transaction, while
+ingestion and queries go on: DuckDB's snapshots show each query a day before or after.
+Its work and memory follow what was rolled up since, never the size of the table (a
+rewrite of a whole table ran out of a 512MB memory limit at 7M events).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ ALL_ROLLUPS: tuple[Rollup, ...] = tuple(r for rollups in ROLLUPS.values() for r 
 
 #: compaction waits until a table has this many new rows, or a quarter of its size
 COMPACT_MIN_ROWS = 20_000
+#: compaction rewrites a table a day of buckets at a time
+DAY = 86_400
 
 
 def _create_sql(rollup: Rollup) -> str:
@@ -59,6 +63,8 @@ class RollupTables:
         self._pending: dict[str, int] = {r.table: 0 for r in ALL_ROLLUPS}
         #: rows in each table, for the router's cost model
         self.rows: dict[str, int] = dict.fromkeys(self._pending, 0)
+        #: the days of buckets rows were appended to since the table was last compacted
+        self._touched: dict[str, set[int]] = {table: set() for table in self._pending}
 
     @staticmethod
     def watermark(cursor: duckdb.DuckDBPyConnection) -> int:
@@ -120,6 +126,7 @@ class RollupTables:
         with self._lock:
             for table in self._pending:
                 self._pending[table] = 0
+                self._touched[table].clear()
         self._count(cursor, ALL_ROLLUPS)
 
     def _recreate(self, cursor: duckdb.DuckDBPyConnection, rollups: Iterable[Rollup], upto: int) -> None:
@@ -138,29 +145,33 @@ class RollupTables:
     def roll(self, cursor: duckdb.DuckDBPyConnection, upto: int) -> int:
         """Fold the events past the watermark, up to sequence number ``upto``, into the
         rollups; the events folded. Every event up to ``upto`` must be committed."""
-        added: list[tuple[str, int]] = []
+        added: list[tuple[str, int, list[int]]] = []
         cursor.execute("BEGIN TRANSACTION")
         try:
             rolled = self.watermark(cursor)
             if upto <= rolled:
                 cursor.execute("COMMIT")
                 return 0
-            kinds = cursor.execute(
-                "SELECT DISTINCT kind FROM events WHERE seq > $1 AND seq <= $2", [rolled, upto]
-            ).fetchall()
-            for (kind,) in kinds:
+            days: dict[str, list[int]] = {}
+            for kind, day in cursor.execute(
+                f"SELECT DISTINCT kind, ts - ts % {DAY} FROM events WHERE seq > $1 AND seq <= $2",
+                [rolled, upto],
+            ).fetchall():
+                days.setdefault(kind, []).append(int(day))
+            for kind, touched in days.items():
                 for rollup in ROLLUPS.get(kind, ()):
                     (count,) = cursor.execute(_fill_sql(rollup), [rolled, upto]).fetchone()  # type: ignore[misc]
-                    added.append((rollup.table, int(count)))
+                    added.append((rollup.table, int(count), touched))
             self._set_watermark(cursor, upto)
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
         with self._lock:
-            for table, count in added:
+            for table, count, touched in added:
                 self._pending[table] += count
                 self.rows[table] += count
+                self._touched[table].update(touched)
         return upto - rolled
 
     def due(self) -> bool:
@@ -172,39 +183,51 @@ class RollupTables:
         return self._pending[table] >= max(COMPACT_MIN_ROWS, self.rows[table] // 4)
 
     def compact(self, cursor: duckdb.DuckDBPyConnection, force: bool) -> int:
-        """Rewrite tables with one row per bucket and group, in time order; how many.
+        """Rewrite the days rows were appended to with one row per bucket and group, in
+        time order; the tables compacted. Without ``force``, only the tables that are due.
 
-        Without ``force``, only the tables that are due. A whole table is rewritten, not
-        its touched buckets: deleting rows here and there left DuckDB with ever more
-        partly empty row groups. A table is due once its new rows are a quarter of it, so
-        rewriting costs a bounded amount per row rolled up. The caller makes sure no
-        roll runs meanwhile.
+        A day at a time, each in its own transaction: rows of a day are deleted together,
+        and the table was written in time order, so whole row groups empty out rather than
+        rows here and there. A table is due once its new rows are a quarter of it, so the
+        rewriting costs a bounded amount per row rolled up. The caller makes sure no roll
+        runs meanwhile.
         """
         done = 0
         for rollup in ALL_ROLLUPS:
             table = rollup.table
             with self._lock:
-                pending = self._pending[table]
+                pending, days = self._pending[table], sorted(self._touched[table])
                 if not pending or not (force or self._is_due(table)):
                     continue
                 self._pending[table] = 0
-            cursor.execute("BEGIN TRANSACTION")
-            try:
-                # A temporary table, not a new one renamed: in DuckDB 2.0 renaming a table
-                # left the database unable to checkpoint.
-                cursor.execute(
-                    f"CREATE TEMP TABLE compacted AS SELECT {_groups(rollup)}, {_sums(rollup)} "
-                    f"FROM {table} GROUP BY {_groups(rollup)}"
-                )
-                cursor.execute(f"DELETE FROM {table}")
-                cursor.execute(f"INSERT INTO {table} SELECT * FROM compacted ORDER BY b")
-                cursor.execute("DROP TABLE compacted")
-                cursor.execute("COMMIT")
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                with self._lock:  # the rows are still there; try again another time
-                    self._pending[table] += pending
-                raise
+                self._touched[table].clear()
+            for number, day in enumerate(days):
+                try:
+                    self._compact_day(cursor, rollup, day)
+                except BaseException:
+                    with self._lock:  # the rows are still there; try again another time
+                        self._pending[table] += pending
+                        self._touched[table].update(days[number:])
+                    raise
             self._count(cursor, [rollup])
             done += 1
         return done
+
+    @staticmethod
+    def _compact_day(cursor: duckdb.DuckDBPyConnection, rollup: Rollup, day: int) -> None:
+        in_day = f"b >= {int(day)} AND b < {int(day) + DAY}"
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            # A temporary table, not a new one renamed: in DuckDB 2.0 renaming a table
+            # left the database unable to checkpoint.
+            cursor.execute(
+                f"CREATE TEMP TABLE compacted AS SELECT {_groups(rollup)}, {_sums(rollup)} "
+                f"FROM {rollup.table} WHERE {in_day} GROUP BY {_groups(rollup)}"
+            )
+            cursor.execute(f"DELETE FROM {rollup.table} WHERE {in_day}")
+            cursor.execute(f"INSERT INTO {rollup.table} SELECT * FROM compacted ORDER BY b")
+            cursor.execute("DROP TABLE compacted")
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
