@@ -8,23 +8,41 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openusage.server.events import EventRules, parse_events
 from openusage.store.base import Aggregation
 from openusage.store.clickhouse import ClickHouseStore, schema_sql
+from openusage.store.clickhouse_connections import ChdbConnection
+from openusage.store.rollups import ROLLUPS, Extent, choose, covering
+
+from .test_rollups import RUN, answered, event_fields, expected, queries, query, rows
 
 DAY0 = 1_700_006_400
 
 
-def test_the_cluster_schema_is_valid_clickhouse_and_replicated() -> None:
-    import chdb
+@pytest.fixture(scope="module")
+def chdb_connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbConnection]:
+    """chDB in this process: one directory per process, so one for the whole module."""
+    connection = ChdbConnection(tmp_path_factory.mktemp("chdb") / "store")
+    yield connection
+    connection.close()
 
+
+@pytest.fixture(scope="module")
+def chdb_store(chdb_connection: ChdbConnection) -> ClickHouseStore:
+    return ClickHouseStore(chdb_connection, where="chdb test store")
+
+
+def test_the_cluster_schema_is_valid_clickhouse_and_replicated(chdb_connection: ChdbConnection) -> None:
     statements = schema_sql("usage_cluster")
     for statement in statements:
         # formatQuery parses a statement without running it: a typo fails here.
-        chdb.query(f"SELECT formatQuery({_literal(statement)})", "CSV")
+        chdb_connection.rows(f"SELECT formatQuery({_literal(statement)})")
     local, distributed, version = statements
     assert "ON CLUSTER usage_cluster" in local and "ReplicatedMergeTree(" in local
     assert "Distributed(usage_cluster, currentDatabase(), events_local, cityHash64(id))" in distributed
@@ -88,3 +106,39 @@ def test_a_clickhouse_server_stores_once_and_sums(server_store: ClickHouseStore)
         metrics=("input_tokens",),
     )
     assert server_store.aggregate(query) == [(DAY0, ("m",), (10 * 2**40,))]
+
+
+windows = iter(range(3000))
+
+
+@settings(RUN, max_examples=20)  # each insert waits for its parts to be synced: slower than DuckDB
+@given(batches=st.lists(st.lists(event_fields, min_size=1, max_size=30), min_size=1, max_size=4), q=queries)
+def test_every_way_of_answering_gives_the_plain_sums_on_clickhouse(
+    chdb_store: ClickHouseStore, batches: list[list[dict[str, Any]]], q: dict[str, Any]
+) -> None:
+    """As on the embedded store: raw events, each covering rollup (filled by its
+    materialized view as events are inserted) and the deepest ladder all agree."""
+    day0 = DAY0 + next(windows) * 3 * 86400  # each example in its own days of one store
+    events: list[dict[str, Any]] = []
+    for n, batch in enumerate(batches):
+        drawn = [
+            {
+                "id": f"{day0}-{n}-{i}",
+                "type": "completions",
+                "timestamp": day0 + d["offset"],
+                **{k: v for k, v in d.items() if k != "offset" and v is not None},
+            }
+            for i, d in enumerate(batch)
+        ]
+        chdb_store.append(rows(drawn))
+        events += drawn
+    chdb_store.append(rows(events[:3]))  # a retried batch changes nothing, in rollups too
+    start = day0 + q["start"]
+    width = q["width"]
+    end = start + min(q["length"], {"1m": 1440 * 60, "1h": 168 * 3600, "1d": 31 * 86400}[width])
+    aggregation = query("completions", start, end, width, tuple(q["group_by"]), **q["filter"])
+    want = expected(events, aggregation)
+    ladder = {r.table: Extent(rows=10**6 // r.grain, seconds=1) for r in ROLLUPS["completions"]}
+    deepest = choose(aggregation, ROLLUPS["completions"], Extent(rows=10**6, seconds=1), ladder)
+    for plan in [None, *covering(aggregation, ROLLUPS["completions"]), deepest, "auto"]:
+        assert answered(chdb_store.aggregate(aggregation, using=plan), aggregation) == want, plan

@@ -13,10 +13,12 @@ embedded store does. Inserts are synchronous, so an acknowledged batch is in Cli
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 
@@ -34,9 +36,13 @@ from .base import (
     StoreUnavailable,
 )
 from .clickhouse_connections import Connection
+from .clickhouse_rollups import prepare_rollups
 from .duckdb import ARROW_TYPES, _arrow_table
+from .rollups import ROLLUPS, Extent, Plan, choose
 
 VERSION = 3
+#: seconds the rollups' row counts (the router's cost model) are reused for
+ROWS_MAX_AGE = 5.0
 
 
 def _quoted(text: str) -> str:
@@ -105,6 +111,8 @@ class ClickHouseStore:
         self._con = connection
         self._where = where
         self._write_lock = threading.Lock()
+        self._rows: dict[str, int] = {}
+        self._rows_read_at = -ROWS_MAX_AGE
         try:
             for statement in schema_sql():  # tables made for a cluster are kept as they are
                 self._con.command(statement)
@@ -117,7 +125,15 @@ class ClickHouseStore:
                     f"{where} was written by a newer openusage (store version {version}; this one reads "
                     f"up to {VERSION}): upgrade openusage to open it"
                 )
+            prepare_rollups(self._con)
             ((last,),) = self._con.rows("SELECT max(seq) FROM events")
+            #: per kind: [events, earliest ts, latest ts], for the router's cost model
+            self._spans: dict[str, list[int]] = {
+                str(kind): [int(n), int(lo), int(hi)]
+                for kind, n, lo, hi in self._con.rows(
+                    "SELECT kind, count(), min(ts), max(ts) FROM events GROUP BY kind"
+                )
+            }
         except StoreUnavailable:
             raise
         except Exception as exc:  # the drivers' errors have no common base
@@ -155,11 +171,37 @@ class ClickHouseStore:
                 results.append(AppendResult(inserted=inserted, duplicates=len(rows) - inserted))
             if fresh:
                 table = _arrow_table(fresh, self._next_seq)
+                # The rollups' views fill their tables in this same insert.
                 self._con.insert("events", table.select(["seq", *COLUMNS]))
                 self._next_seq += len(fresh)
+                for row in fresh:
+                    n, lo, hi = self._spans.get(row[1], [0, row[2], row[2]])
+                    self._spans[row[1]] = [n + 1, min(lo, row[2]), max(hi, row[2])]
         return results
 
-    def aggregate(self, query: Aggregation) -> list[AggregateRow]:
+    def plan(self, query: Aggregation) -> Plan | None:
+        """The rollups that would answer ``query``, or None for raw events alone."""
+        span = self._spans.get(query.kind)
+        if span is None or query.gauge:
+            return None
+        seconds = span[2] - span[1] + 1
+        now = time.monotonic()
+        if now - self._rows_read_at > ROWS_MAX_AGE:
+            self._rows = {
+                str(table): int(rows)
+                for table, rows in self._con.rows(
+                    "SELECT table, sum(rows) FROM system.parts WHERE active "
+                    "AND database = currentDatabase() AND table LIKE 'rollup\\_%' GROUP BY table"
+                )
+            }
+            self._rows_read_at = now
+        extents = {r.table: Extent(self._rows.get(r.table, 0), seconds) for r in ROLLUPS[query.kind]}
+        return choose(query, ROLLUPS[query.kind], Extent(span[0], seconds), extents)
+
+    def aggregate(
+        self, query: Aggregation, *, using: Plan | Literal["auto"] | None = "auto"
+    ) -> list[AggregateRow]:
+        """``using`` is the plan to read by (None: raw events only); by default the router's."""
         if not query.buckets:
             return []
         groups = [_column(g) for g in query.group_by]
@@ -168,7 +210,8 @@ class ClickHouseStore:
         if query.gauge:
             sql = self._gauge_sql(query, groups, metrics)
         else:
-            sql = self._sum_sql(query, groups, metrics)
+            plan = self.plan(query) if using == "auto" else using
+            sql = self._sum_sql(query, groups, metrics, plan)
         rows = self._con.rows(f"{sql} ORDER BY {order}")
         n = len(groups)
         return [(int(r[0]), tuple(r[1 : 1 + n]), tuple(int(v) for v in r[1 + n :])) for r in rows]
@@ -184,24 +227,35 @@ class ClickHouseStore:
                 clauses.append(f"{column} IN ({', '.join(_quoted(str(v)) for v in values)})")
         return "".join(f" AND {c}" for c in clauses)
 
-    @classmethod
-    def _sum_sql(cls, query: Aggregation, groups: list[str], metrics: list[str]) -> str:
-        """Sums per bucket and group. Buckets after the first start on a width boundary;
+    def _sum_sql(self, query: Aggregation, groups: list[str], metrics: list[str], plan: Plan | None) -> str:
+        """Sums per bucket and group, from the router's rollups and raw events for the
+        edges no rollup grain covers. Buckets after the first start on a width boundary;
         the first may start off one."""
-        first, last = query.buckets[0][0], query.buckets[-1][1]
+        first, last = int(query.buckets[0][0]), int(query.buckets[-1][1])
         width = int(query.width_seconds)
-        select = ", ".join(
-            [
-                f"greatest(ts - ts % {width}, {int(first)}) AS b",
-                *groups,
-                *(f"sum(toInt128({m})) AS {m}" for m in metrics),
+        columns = ", ".join([*groups, *(f"toInt128({m}) AS {m}" for m in metrics)])
+        where = self._filters(query)
+
+        def raw(start: int, end: int) -> str:
+            return (
+                f"SELECT ts AS t, {columns} FROM events WHERE kind = {_quoted(query.kind)} "
+                f"AND ts >= {int(start)} AND ts < {int(end)}{where}"
+            )
+
+        if plan is None:
+            parts = [raw(first, last)]
+        else:
+            parts = [
+                f"SELECT b AS t, {columns} FROM {seg.rollup.table} "
+                f"WHERE b >= {int(seg.start)} AND b < {int(seg.end)}{where}"
+                for seg in plan.segments
             ]
+            parts += [raw(a, b) for a, b in ((first, plan.start), (plan.end, last)) if a < b]
+        select = ", ".join(
+            [f"greatest(t - t % {width}, {first}) AS b", *groups, *(f"sum({m}) AS {m}" for m in metrics)]
         )
-        return (
-            f"SELECT {select} FROM events WHERE kind = {_quoted(query.kind)} "
-            f"AND ts >= {int(first)} AND ts < {int(last)}{cls._filters(query)} "
-            f"GROUP BY {', '.join(['b', *groups])}"
-        )
+        source = " UNION ALL ".join(parts)
+        return f"SELECT {select} FROM ({source}) GROUP BY {', '.join(['b', *groups])}"
 
     @classmethod
     def _gauge_sql(cls, query: Aggregation, groups: list[str], metrics: list[str]) -> str:
@@ -259,7 +313,7 @@ class ClickHouseStore:
         groups = [_column(g) for g in base.group_by]
         metrics = [_column(m) for m in base.metrics]
         price_dims = [_column(d) for d in query.price_dimensions]
-        fine = self._sum_sql(base, groups, metrics)
+        fine = self._sum_sql(base, groups, metrics, self.plan(base))
         keys = "".join(f"{g}, " for g in groups)
         lines = " UNION ALL ".join(
             f"SELECT b, {keys}{_quoted(item.item)} AS item, {_quantity(item.terms)} AS qty FROM fine"
