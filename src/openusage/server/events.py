@@ -30,7 +30,7 @@ class EventRules:
     max_future_seconds: int = 86_400
 
 
-class _Invalid(Exception):
+class Invalid(Exception):
     def __init__(self, field: str | None, message: str) -> None:
         self.field = field
         self.message = message
@@ -38,38 +38,38 @@ class _Invalid(Exception):
 
 def _string(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise _Invalid(field, f"'{field}' must be a string")
+        raise Invalid(field, f"'{field}' must be a string")
     if not value or len(value) > MAX_STRING_LENGTH:
-        raise _Invalid(field, f"'{field}' must be 1 to {MAX_STRING_LENGTH} characters long")
+        raise Invalid(field, f"'{field}' must be 1 to {MAX_STRING_LENGTH} characters long")
     if "\x00" in value:
-        raise _Invalid(field, f"'{field}' must not contain NUL characters")
+        raise Invalid(field, f"'{field}' must not contain NUL characters")
     return value
 
 
-def _timestamp(value: Any, rules: EventRules) -> int:
+def check_timestamp(value: Any, rules: EventRules) -> int:
     if isinstance(value, bool):
-        raise _Invalid("timestamp", "'timestamp' must be unix seconds or an RFC 3339 string")
+        raise Invalid("timestamp", "'timestamp' must be unix seconds or an RFC 3339 string")
     if isinstance(value, int):
         ts = value
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise _Invalid("timestamp", "'timestamp' must be a finite number")
+            raise Invalid("timestamp", "'timestamp' must be a finite number")
         ts = math.floor(value)
     elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise _Invalid(
+            raise Invalid(
                 "timestamp", f"'timestamp' {shown(value)} is not RFC 3339 (e.g. 2026-11-25T10:00:00Z)"
             ) from None
         if parsed.tzinfo is None:
-            raise _Invalid("timestamp", "'timestamp' needs a time zone (e.g. a trailing Z)")
+            raise Invalid("timestamp", "'timestamp' needs a time zone (e.g. a trailing Z)")
         ts = math.floor(parsed.timestamp())
     else:
-        raise _Invalid("timestamp", "'timestamp' must be unix seconds or an RFC 3339 string")
+        raise Invalid("timestamp", "'timestamp' must be unix seconds or an RFC 3339 string")
     latest = rules.now + rules.max_future_seconds
     if not EARLIEST_TIMESTAMP <= ts <= latest:
-        raise _Invalid(
+        raise Invalid(
             "timestamp",
             f"'timestamp' {ts} is out of range: it must lie between {EARLIEST_TIMESTAMP} (2000-01-01) "
             f"and {latest} (now plus {rules.max_future_seconds} s)",
@@ -82,9 +82,9 @@ def _metric(value: Any, field: str, maximum: int) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise _Invalid(field, f"'{field}' must be a non-negative integer, got {shown(value)}")
+            raise Invalid(field, f"'{field}' must be a non-negative integer, got {shown(value)}")
     if not 0 <= value <= maximum:
-        raise _Invalid(field, f"'{field}' must be between 0 and {maximum}, got {value}")
+        raise Invalid(field, f"'{field}' must be between 0 and {maximum}, got {value}")
     return int(value)
 
 
@@ -118,7 +118,7 @@ TOKEN_IDENTITIES = (
 )
 
 
-def _token_identities(m: dict[str, int], given: set[str]) -> None:
+def token_identities(m: dict[str, int], given: set[str]) -> None:
     """Fill the derived token counts of a completions-shaped event and check the rest.
 
     The official definitions: ``input_tokens`` = cached + cache-write + uncached input;
@@ -147,12 +147,12 @@ def _settle(m: dict[str, int], given: set[str], total: str, parts: tuple[str, ..
         if left < 0:
             others = [p for p in parts if p != rest]
             culprit = next(p for p in others if m[p] > 0)
-            raise _Invalid(culprit, f"{' + '.join(repr(p) for p in others)} exceed '{total}'")
+            raise Invalid(culprit, f"{' + '.join(repr(p) for p in others)} exceed '{total}'")
         m[rest] = left
         given.add(rest)
         return
     if sum(m[p] for p in parts) != m[total]:
-        raise _Invalid(
+        raise Invalid(
             total,
             f"'{total}' must equal {' + '.join(repr(p) for p in parts)} "
             f"({sum(m[p] for p in parts)}), got {m[total]}",
@@ -195,23 +195,23 @@ EMPTY_ROW: tuple[Any, ...] = (
 
 def _row(event: Any, rules: EventRules) -> Row:
     if not isinstance(event, dict):
-        raise _Invalid(None, "an event must be a JSON object")
+        raise Invalid(None, "an event must be a JSON object")
     if "type" not in event:
-        raise _Invalid("type", "'type' is required")
+        raise Invalid("type", "'type' is required")
     kind = event["type"]
     shape = SHAPES.get(kind) if isinstance(kind, str) else None
     if shape is None:
-        raise _Invalid("type", f"'type' must be one of: {', '.join(USAGE_KINDS)}; got {shown(kind)}")
+        raise Invalid("type", f"'type' must be one of: {', '.join(USAGE_KINDS)}; got {shown(kind)}")
     if "id" not in event:
-        raise _Invalid("id", "'id' is required")
+        raise Invalid("id", "'id' is required")
     event_id = _string(event["id"], "id")
     if "timestamp" not in event:
-        raise _Invalid("timestamp", "'timestamp' is required")
-    ts = _timestamp(event["timestamp"], rules)
+        raise Invalid("timestamp", "'timestamp' is required")
+    ts = check_timestamp(event["timestamp"], rules)
 
     if not shape.fields.issuperset(event):
         name = next(name for name in event if name not in shape.fields)
-        raise _Invalid(name, f"unknown field {shown(name)} for an event of type '{kind}'")
+        raise Invalid(name, f"unknown field {shown(name)} for an event of type '{kind}'")
 
     row = list(EMPTY_ROW)
     row[0], row[1], row[2] = event_id, kind, ts
@@ -221,16 +221,16 @@ def _row(event: Any, rules: EventRules) -> Row:
             value = d.default
         if value is None:
             if d.required:
-                raise _Invalid(d.name, f"'{d.name}' is required for an event of type '{kind}'")
+                raise Invalid(d.name, f"'{d.name}' is required for an event of type '{kind}'")
             continue
         if d.type == "boolean":
             if not isinstance(value, bool):
-                raise _Invalid(d.name, f"'{d.name}' must be true, false or null")
+                raise Invalid(d.name, f"'{d.name}' must be true, false or null")
             row[at] = value
             continue
         row[at] = _string(value, d.name)
         if d.values is not None and value not in d.values:
-            raise _Invalid(d.name, f"'{d.name}' must be one of: {', '.join(d.values)}; got {shown(value)}")
+            raise Invalid(d.name, f"'{d.name}' must be one of: {', '.join(d.values)}; got {shown(value)}")
 
     if shape.tokens:
         values: dict[str, int] = {}
@@ -242,7 +242,7 @@ def _row(event: Any, rules: EventRules) -> Row:
             else:
                 values[m.name] = _metric(raw, m.name, m.maximum)
                 given.add(m.name)
-        _token_identities(values, given)
+        token_identities(values, given)
         for m, at in shape.metrics:
             row[at] = values[m.name]
     else:
@@ -258,7 +258,7 @@ def parse_events(events: Sequence[Any], rules: EventRules) -> list[Row]:
     for index, event in enumerate(events):
         try:
             rows.append(_row(event, rules))
-        except _Invalid as invalid:
+        except Invalid as invalid:
             param = f"events[{index}]" + (f".{invalid.field}" if invalid.field else "")
             raise bad_request(f"Invalid event at index {index}: {invalid.message}.", param=param) from None
     return rows

@@ -65,6 +65,12 @@ def _quantity(terms: tuple[tuple[str, int], ...]) -> str:
     return "toInt128(" + " + ".join(f"({int(sign)}) * {_column(m)}" for m, sign in terms) + ")"
 
 
+def _join_key(column: str) -> str:
+    """A nullable column as a plain join key, so ClickHouse joins by hash (isNotDistinctFrom
+    made it compare every pair of rows): a null becomes a NUL, which no stored value holds."""
+    return f"ifNull(toString({column}), '\\0')"
+
+
 def _ints(values: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(v)) for v in values) + "]"
 
@@ -321,7 +327,7 @@ class ClickHouseStore:
         )
         join = " AND ".join(
             ["lines.b = prices.b", "lines.item = prices.item"]
-            + [f"isNotDistinctFrom(lines.{d}, prices.{d})" for d in price_dims]
+            + [f"{_join_key('lines.' + d)} = {_join_key('prices.' + d)}" for d in price_dims]
         )
         output = [
             "prices.line_item" if g == "line_item" else (f"lines.{g}" if g in groups else "NULL")

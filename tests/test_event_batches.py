@@ -1,0 +1,127 @@
+"""The fast path for whole batches (msgspec, column by column) against the careful one
+(``events.parse_events``), which states the rules: whenever the fast path accepts a
+batch, the careful one accepts it too and makes the very same rows; and batches as real
+clients send them do take the fast path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from openusage.catalogue import USAGE_KINDS
+from openusage.demo import demo_events
+from openusage.server.batches import fast_rows
+from openusage.server.errors import ApiError
+from openusage.server.events import EventRules, parse_events
+
+NOW = 1_800_000_000
+RULES = EventRules(now=NOW)
+
+
+def careful(events: list[Any]) -> list[tuple[Any, ...]] | None:
+    try:
+        return parse_events(events, RULES)
+    except ApiError:
+        return None
+
+
+def test_every_kind_of_demo_event_takes_the_fast_path_to_the_same_rows() -> None:
+    events = list(demo_events(NOW - 2 * 86_400, NOW))
+    assert {e["type"] for e in events} == set(USAGE_KINDS)
+    for start in range(0, len(events), 1000):
+        batch = events[start : start + 1000]
+        rows = fast_rows(orjson.dumps({"events": batch}), RULES, 10_000)
+        assert rows is not None and rows == careful(batch)
+
+
+#: values that break some rule somewhere: wrong types, edges, NULs, unknown words
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.just(10**12 + 1),
+    st.sampled_from([0.0, 1.0, 2.5, -1.0, 1e300]),
+    st.sampled_from(["", "x" * 257, "a\x00b", "not a time", "2027-01-15T10:00:00", "nonsense"]),
+    st.just([1]),
+)
+stamps = st.one_of(
+    st.integers(NOW - 10**9, NOW + 86_400),
+    st.floats(NOW - 10**6, NOW + 10**6, allow_nan=False),
+    st.sampled_from(["2026-11-25T10:00:00Z", "2027-01-15T10:00:00+02:00"]),
+)
+
+
+@st.composite
+def valid_event(draw: st.DrawFn) -> dict[str, Any]:
+    """An event the rules may well accept: right types, values from the catalogue, token
+    counts drawn freely (so their identities hold or fail by chance)."""
+    kind = draw(st.sampled_from(list(USAGE_KINDS)))
+    endpoint = USAGE_KINDS[kind]
+    made: dict[str, Any] = {"id": draw(st.sampled_from(["e1", "e2", "x" * 256])), "type": kind}
+    made["timestamp"] = draw(stamps)
+    for d in endpoint.dimensions:
+        if d.type == "boolean":
+            choices: Any = st.sampled_from([None, True, False])
+        elif d.values is not None:
+            choices = st.sampled_from([None, *d.values])
+        else:
+            choices = st.sampled_from([None, "p1", "m-1"]) if not d.required else st.just("vs_1")
+        value = draw(choices)
+        if value is not None or draw(st.booleans()):  # null given, or the field left out
+            made[d.name] = value
+    for name in draw(st.lists(st.sampled_from(endpoint.metric_names), max_size=5, unique=True)):
+        made[name] = draw(st.integers(0, 3000))
+    return made
+
+
+@st.composite
+def event(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly a plausible event; now and then one field broken, added or taken away."""
+    made = draw(valid_event())
+    if draw(st.integers(0, 4)) == 0:
+        name = draw(st.sampled_from([*made, "extra"]))
+        if draw(st.booleans()):
+            made[name] = draw(junk)
+        else:
+            made.pop(name, None)
+    return made
+
+
+#: counts whose identities interact: a total with parts given or left to be worked out
+TOKENS = [
+    "input_tokens",
+    "input_cached_tokens",
+    "input_uncached_tokens",
+    "input_text_tokens",
+    "output_tokens",
+]
+
+
+@st.composite
+def alike_batch(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Completion events giving the same counts, as from one client: the fast path
+    settles the token identities of such events together, so some events of a group may
+    add up and others not."""
+    given = draw(st.lists(st.sampled_from(TOKENS), min_size=1, max_size=4, unique=True))
+    return [
+        {
+            "id": f"alike-{number}",
+            "type": "completions",
+            "timestamp": NOW,
+            **{name: draw(st.integers(0, 3000)) for name in given},
+        }
+        for number in range(draw(st.integers(2, 6)))
+    ]
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.one_of(st.lists(event(), min_size=0, max_size=6), alike_batch()))
+def test_the_fast_path_never_accepts_what_the_careful_one_refuses_nor_differs(
+    batch: list[dict[str, Any]],
+) -> None:
+    rows = fast_rows(orjson.dumps({"events": batch}), RULES, 5)
+    if rows is not None:
+        assert rows == careful(batch)
