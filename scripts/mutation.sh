@@ -20,6 +20,7 @@ commits|src/openusage/server/commits.py|40|tests/test_group_commit.py
 cursor|src/openusage/server/cursor.py|30|tests/test_cursor.py tests/test_server_errors.py -k cursor
 pages|src/openusage/server/pages.py|40|tests/test_server_buckets.py tests/test_server_errors.py tests/test_hostile.py
 events|src/openusage/server/events.py|40|tests/test_event_rules.py tests/test_server_ingest.py tests/test_store_schema.py
+batches|src/openusage/server/batches.py|40|tests/test_event_batches.py tests/test_event_rules.py
 lineitems|src/openusage/costs/lineitems.py|60|tests/test_costs.py
 report|src/openusage/costs/report.py|60|tests/test_costs.py
 store|src/openusage/store/duckdb.py|60|tests/test_group_commit.py tests/test_rollups.py tests/test_store_gauge.py tests/test_store_limits.py tests/test_store_schema.py
