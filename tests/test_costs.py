@@ -118,6 +118,18 @@ usd = "0.00002"
 model = "stt-test"
 item = "audio seconds"
 usd = "0.0001"
+[[price]]
+model = "m-test"
+item = "image input"
+usd_per_million = 5
+[[price]]
+model = "m-test"
+item = "image output"
+usd_per_million = 40
+[[price]]
+model = "mod-test"
+item = "input"
+usd_per_million = "0.5"
 """
 
 P1 = {"project_id": "p1", "api_key_id": "k1"}
@@ -149,6 +161,7 @@ def hand_events() -> list[dict[str, Any]]:
               output_tokens=100_000, **P1),
         *MODALITY_EVENTS,
         *ROUNDING_EVENTS,
+        *IMAGE_TOKEN_EVENTS,
     ]  # fmt: skip
 
 
@@ -191,6 +204,23 @@ ROUNDING_EVENTS = [
     event("completions", ROUNDING_DAY + 60, "r2", model="r-test", input_tokens=5, project_id="p4"),
 ]
 
+
+IMAGE_TOKEN_DAY = DAY0 + 14 * DAY
+# Uncached image input and image output at their own prices, and a moderation: c9's 300k
+# input is 200k text and 100k image, its 50k output 30k text and 20k image.
+IMAGE_TOKEN_EVENTS = [
+    event("completions", IMAGE_TOKEN_DAY + 60, "c9", model="m-test", input_tokens=300_000,
+          input_image_tokens=100_000, output_tokens=50_000, output_image_tokens=20_000, **P1),
+    event("moderations", IMAGE_TOKEN_DAY + 60, "mod1", model="mod-test", input_tokens=1_000_000, **P1),
+]  # fmt: skip
+IMAGE_TOKEN_ITEMS = {
+    "m-test, input": ("0.4", 200_000),  # $2/M
+    "m-test, image input": ("0.5", 100_000),  # $5/M
+    "m-test, output": ("0.36", 30_000),  # $12/M
+    "m-test, image output": ("0.8", 20_000),  # $40/M
+    "mod-test, input": ("0.5", 1_000_000),  # $0.5/M
+    "vector store storage": ("0.4", 48),  # the store of day one, carried forward
+}
 
 # Worked out by hand: (amount, quantity, unit) per line item on day one.
 DAY_ONE_ITEMS = {
@@ -459,6 +489,15 @@ def test_openai_shaped_events_charge_every_token_once(costs_server: Server) -> N
     )
     got = {r["line_item"]: (r["amount"]["value"], r["quantity"]) for r in page["data"][0]["results"]}
     assert got == {name: (Decimal(a), Decimal(q)) for name, (a, q) in MODALITY_ITEMS.items()}
+
+
+def test_image_tokens_and_moderations_are_charged_at_their_own_prices(costs_server: Server) -> None:
+    page = exact(
+        costs_server,
+        {"start_time": IMAGE_TOKEN_DAY, "end_time": IMAGE_TOKEN_DAY + DAY, "group_by": "line_item"},
+    )
+    got = {r["line_item"]: (r["amount"]["value"], r["quantity"]) for r in page["data"][0]["results"]}
+    assert got == {name: (Decimal(a), Decimal(q)) for name, (a, q) in IMAGE_TOKEN_ITEMS.items()}
 
 
 @pytest.mark.parametrize(

@@ -108,30 +108,15 @@ def _suffix(batch: bool, tier: str | None) -> str:
     return ""
 
 
-def line_items(kind: str, row: Mapping[str, Any], day: date, book: PriceBook) -> list[LineItem]:
-    """The line items of one usage row of ``kind`` on ``day`` (zero quantities left out)."""
-    model = row.get("model")
-    batch = bool(row.get("batch"))
-    tier = row.get("service_tier")
-    variant = variant_of(kind, row)
-    if kind == "vector_stores":
-        # Priced per GiB-day; reported in GiB-hours, as OpenAI's line items are.
-        wanted = [
-            ("vector store storage", Decimal(row["usage_bytes"]) / GIB * HOURS_PER_DAY, "gibibyte_hours")
-        ]
-    else:
-        wanted = [(i.item, sum(row[m] * sign for m, sign in i.terms), i.unit) for i in LINEAR_ITEMS[kind]]
-    items: list[LineItem] = []
-    for item, count, unit in wanted:
-        if count <= 0:
-            continue
-        quantity = Decimal(count)
-        name = line_name(item, model, batch, tier, variant)
-        quote = book.quote(model, item, day, batch=batch, service_tier=tier, variant=variant)
-        if quote is None:
-            items.append(LineItem(f"{name} (unpriced)", quantity, unit, Decimal(0), priced=False))
-            continue
-        per_priced_unit = HOURS_PER_DAY if unit == "gibibyte_hours" else 1
-        amount = (quantity / per_priced_unit * quote.usd).quantize(NANO, rounding=ROUND_HALF_EVEN)
-        items.append(LineItem(name, quantity, unit, amount, priced=True))
-    return items
+def storage_line_items(row: Mapping[str, Any], day: date, book: PriceBook) -> list[LineItem]:
+    """The line of one day's vector storage (a gauge, so not priced in the store as the
+    sums of units are): priced per GiB-day, reported in GiB-hours as OpenAI's are."""
+    if row["usage_bytes"] <= 0:
+        return []
+    quantity = Decimal(row["usage_bytes"]) / GIB * HOURS_PER_DAY
+    name = "vector store storage"
+    quote = book.quote(None, name, day, batch=False, service_tier=None, variant=None)
+    if quote is None:
+        return [LineItem(f"{name} (unpriced)", quantity, "gibibyte_hours", Decimal(0), priced=False)]
+    amount = (quantity / HOURS_PER_DAY * quote.usd).quantize(NANO, rounding=ROUND_HALF_EVEN)
+    return [LineItem(name, quantity, "gibibyte_hours", amount, priced=True)]

@@ -11,7 +11,7 @@ from typing import Any
 from ..catalogue import COSTS, USAGE_ENDPOINTS
 from ..store import AggregateRow, Aggregation, EventStore
 from ..store.base import PricedAggregation
-from .lineitems import LINEAR_ITEMS, PRICING_DIMENSIONS, line_items, line_name, variant_of
+from .lineitems import LINEAR_ITEMS, PRICING_DIMENSIONS, line_name, storage_line_items, variant_of
 from .pricebook import PriceBook
 
 DAY = 86400
@@ -105,7 +105,7 @@ def cost_results(
                     zip(endpoint.metric_names, metrics, strict=True)
                 )
                 day = datetime.fromtimestamp(start, UTC).date()
-                for line in line_items(endpoint.name, row, day, book):
+                for line in storage_line_items(row, day, book):
                     if wanted is not None and line.name not in wanted:
                         continue
                     key = tuple(line.name if g == "line_item" else row.get(g) for g in group_by)
