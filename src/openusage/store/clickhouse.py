@@ -321,9 +321,13 @@ class ClickHouseStore:
         price_dims = [_column(d) for d in query.price_dimensions]
         fine = self._sum_sql(base, groups, metrics, self.plan(base))
         keys = "".join(f"{g}, " for g in groups)
-        lines = " UNION ALL ".join(
-            f"SELECT b, {keys}{_quoted(item.item)} AS item, {_quantity(item.terms)} AS qty FROM fine"
-            for item in query.items
+        # One line per item of each fine row, in one pass over it: ClickHouse inlines a
+        # WITH subquery where it is used, so a UNION ALL per item summed the events again
+        # for each item.
+        pairs = ", ".join(f"({_quoted(item.item)}, {_quantity(item.terms)})" for item in query.items)
+        lines = (
+            f"SELECT b, {keys}pair.1 AS item, pair.2 AS qty FROM ({fine}) "
+            f"ARRAY JOIN [{pairs}] AS pair"
         )
         join = " AND ".join(
             ["lines.b = prices.b", "lines.item = prices.item"]
@@ -344,7 +348,7 @@ class ClickHouseStore:
             self._con.insert(prices, _price_table(query, price_dims))
             selected = ", ".join(f"{expr} AS o{i}" for i, expr in enumerate(output))
             rows = self._con.rows(
-                f"WITH fine AS ({fine}), lines AS ({lines}) "
+                f"WITH lines AS ({lines}) "
                 f"SELECT lines.b AS b{', ' + selected if output else ''}, "
                 f"sum(coalesce(round(toDecimal128(lines.qty, 0) * prices.usd, {decimals}), "
                 f"toDecimal128(0, 18))) AS amount, sum(lines.qty) AS quantity, any(prices.unit) AS unit "
