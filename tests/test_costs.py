@@ -130,6 +130,11 @@ usd_per_million = 40
 model = "mod-test"
 item = "input"
 usd_per_million = "0.5"
+[[price]]
+model = "m-test"
+item = "web search tool calls"
+variant = "high"
+usd = "0.03"
 """
 
 P1 = {"project_id": "p1", "api_key_id": "k1"}
@@ -206,12 +211,15 @@ ROUNDING_EVENTS = [
 
 
 IMAGE_TOKEN_DAY = DAY0 + 14 * DAY
-# Uncached image input and image output at their own prices, and a moderation: c9's 300k
+# Uncached image input and image output at their own prices, a moderation, and web
+# searches with a high context, priced apart by the price file: c9's 300k
 # input is 200k text and 100k image, its 50k output 30k text and 20k image.
 IMAGE_TOKEN_EVENTS = [
     event("completions", IMAGE_TOKEN_DAY + 60, "c9", model="m-test", input_tokens=300_000,
           input_image_tokens=100_000, output_tokens=50_000, output_image_tokens=20_000, **P1),
     event("moderations", IMAGE_TOKEN_DAY + 60, "mod1", model="mod-test", input_tokens=1_000_000, **P1),
+    event("web_search_calls", IMAGE_TOKEN_DAY + 60, "w2", model="m-test", num_requests=2,
+          context_level="high", **P1),
 ]  # fmt: skip
 IMAGE_TOKEN_ITEMS = {
     "m-test, input": ("0.4", 200_000),  # $2/M
@@ -219,6 +227,7 @@ IMAGE_TOKEN_ITEMS = {
     "m-test, output": ("0.36", 30_000),  # $12/M
     "m-test, image output": ("0.8", 20_000),  # $40/M
     "mod-test, input": ("0.5", 1_000_000),  # $0.5/M
+    "web search tool calls": ("0.06", 2),  # at the high context's own price
     "vector store storage": ("0.4", 48),  # the store of day one, carried forward
 }
 
@@ -491,7 +500,7 @@ def test_openai_shaped_events_charge_every_token_once(costs_server: Server) -> N
     assert got == {name: (Decimal(a), Decimal(q)) for name, (a, q) in MODALITY_ITEMS.items()}
 
 
-def test_image_tokens_and_moderations_are_charged_at_their_own_prices(costs_server: Server) -> None:
+def test_image_tokens_moderations_and_search_contexts_at_their_own_prices(costs_server: Server) -> None:
     page = exact(
         costs_server,
         {"start_time": IMAGE_TOKEN_DAY, "end_time": IMAGE_TOKEN_DAY + DAY, "group_by": "line_item"},

@@ -98,7 +98,10 @@ class PriceRule:
             return 0
         score = self.model_match(model)
         if score:
+            # The more a rule names, the closer it matches: a size's or a search context's
+            # own price beats the model's price for any of them.
             score = score * 4 + (self.batch is not None) + (self.service_tier is not None)
+            score += self.variant is not None
         return score
 
 

@@ -325,10 +325,7 @@ class ClickHouseStore:
         # WITH subquery where it is used, so a UNION ALL per item summed the events again
         # for each item.
         pairs = ", ".join(f"({_quoted(item.item)}, {_quantity(item.terms)})" for item in query.items)
-        lines = (
-            f"SELECT b, {keys}pair.1 AS item, pair.2 AS qty FROM ({fine}) "
-            f"ARRAY JOIN [{pairs}] AS pair"
-        )
+        lines = f"SELECT b, {keys}pair.1 AS item, pair.2 AS qty FROM ({fine}) ARRAY JOIN [{pairs}] AS pair"
         join = " AND ".join(
             ["lines.b = prices.b", "lines.item = prices.item"]
             + [f"{_join_key('lines.' + d)} = {_join_key('prices.' + d)}" for d in price_dims]
