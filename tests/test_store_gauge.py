@@ -4,6 +4,7 @@ project; over any reports, widths, groupings and filters."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -92,3 +93,59 @@ def test_the_gauge_is_each_stores_last_size(
         finally:
             store.close()
     assert got == model(events, buckets, group, only)
+
+
+def gauge_cost(folder: Path, stores: int) -> tuple[int, int]:
+    """The largest intermediate result (rows) and the answer's size of a 1m x 1440 gauge
+    query by project, over ``stores`` vector stores reporting twice each, from DuckDB's
+    own profile of the query."""
+    store = DuckDBStore(folder / f"gauge-{stores}.duckdb")
+    try:
+        events = [
+            {
+                "id": f"r{i}-{k}",
+                "type": "vector_stores",
+                "timestamp": DAY0 + (i * 37 + k * 3600) % 86_400,
+                "vector_store_id": f"vs{i}",
+                "project_id": f"p{i % 50}",
+                "usage_bytes": 1000 + i,
+            }
+            for i in range(stores)
+            for k in range(2)
+        ]
+        store.append(parse_events(events, EventRules(now=DAY0 + 10 * 86_400)))
+        profile = folder / f"profile-{stores}.json"
+        cursor = store._cursor()  # the aggregate runs on this thread's cursor
+        cursor.execute("PRAGMA enable_profiling='json'")
+        cursor.execute(f"PRAGMA profiling_output='{profile}'")
+        query = Aggregation(
+            kind="vector_stores",
+            buckets=list(iter_buckets(DAY0, DAY0 + 86_400, "1m")),
+            width_seconds=60,
+            group_by=("project_id",),
+            filters={},
+            metrics=("usage_bytes",),
+            gauge=True,
+        )
+        answer = store.aggregate(query)
+        cursor.execute("PRAGMA disable_profiling")
+    finally:
+        store.close()
+
+    def largest(operators: list[dict[str, Any]]) -> int:
+        return max(
+            (max(o.get("intermediate_rows", 0), largest(o.get("children", []))) for o in operators), default=0
+        )
+
+    return largest(json.loads(profile.read_text())["operator"]), len(answer)
+
+
+def test_the_gauge_costs_what_its_reports_and_buckets_make_not_their_product(tmp_path: Path) -> None:
+    """Ten times the stores, the same buckets and projects: the largest intermediate stays
+    the buckets x projects grid (72,000 rows), where a join of buckets and reports made
+    1440 x 10,000 (the query that took seconds and gigabytes, issue #13)."""
+    small, small_answer = gauge_cost(tmp_path, 500)
+    large, large_answer = gauge_cost(tmp_path, 5000)
+    assert 1440 * 49 < small_answer <= large_answer <= 1440 * 50  # nearly every project in every minute
+    assert large <= 2 * small, (small, large)
+    assert large <= 2 * (2 * 5000 * 2 + 1440 * 50)
