@@ -117,8 +117,20 @@ def alike_batch(draw: st.DrawFn) -> list[dict[str, Any]]:
     ]
 
 
+@st.composite
+def bad_string_batch(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Plausible events, one of them with a string that breaks the length rule."""
+    batch = draw(st.lists(valid_event(), min_size=1, max_size=3))
+    victim = draw(st.sampled_from(batch))
+    names = [
+        name for name, value in victim.items() if isinstance(value, str) and name not in ("type", "timestamp")
+    ]
+    victim[draw(st.sampled_from(names))] = draw(st.sampled_from(["", "x" * 257]))
+    return batch
+
+
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
-@given(batch=st.one_of(st.lists(event(), min_size=0, max_size=6), alike_batch()))
+@given(batch=st.one_of(st.lists(event(), min_size=0, max_size=6), alike_batch(), bad_string_batch()))
 def test_the_fast_path_never_accepts_what_the_careful_one_refuses_nor_differs(
     batch: list[dict[str, Any]],
 ) -> None:
