@@ -28,7 +28,7 @@ DAY0 = 1_700_006_400
 @pytest.fixture(scope="module")
 def chdb_connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbConnection]:
     """chDB in this process: one directory per process, so one for the whole module."""
-    connection = ChdbConnection(tmp_path_factory.mktemp("chdb") / "store")
+    connection = ChdbConnection(tmp_path_factory.mktemp("chdb") / "store", memory_limit="2GB")
     yield connection
     connection.close()
 
@@ -36,6 +36,13 @@ def chdb_connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbCo
 @pytest.fixture(scope="module")
 def chdb_store(chdb_connection: ChdbConnection) -> ClickHouseStore:
     return ClickHouseStore(chdb_connection, where="chdb test store")
+
+
+def test_the_memory_limit_bounds_clickhouse_as_a_whole(chdb_connection: ChdbConnection) -> None:
+    ((limit,),) = chdb_connection.rows(
+        "SELECT value FROM system.server_settings WHERE name = 'max_server_memory_usage'"
+    )
+    assert int(limit) == 2_000_000_000
 
 
 def test_the_cluster_schema_is_valid_clickhouse_and_replicated(chdb_connection: ChdbConnection) -> None:

@@ -59,7 +59,8 @@ from .common import settings as _settings
 @click.option(
     "--memory-limit",
     default=None,
-    help="Memory the embedded database may use before it spills to disk, like 2GB (default: 80% of RAM).",
+    help="Memory the store may use, like 2GB: DuckDB spills to disk beyond it, chDB fails the query "
+    "(default: DuckDB 80% of RAM, chDB 90%).",
 )
 @click.option(
     "--store",

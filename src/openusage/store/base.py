@@ -6,6 +6,7 @@ this interface; the server knows nothing else about it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,6 +26,24 @@ Row = tuple[Any, ...]
 
 class StoreUnavailable(Exception):
     """The store cannot be opened; the message says why and what to do."""
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+_UNIT_BYTES = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
+_UNIT_BYTES |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+MIN_MEMORY_BYTES = 64 * 2**20
+
+
+def memory_bytes(text: str) -> int:
+    """A store's memory limit (like 512MB or 2GiB) in bytes. Engines read a negative size as
+    "no limit" and fail late on a tiny one: both are refused here, with the reason."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise StoreUnavailable(f"memory limit {text!r} is not a size like 512MB or 2GB")
+    size = int(float(match[1]) * _UNIT_BYTES[match[2].lower()])
+    if size < MIN_MEMORY_BYTES:
+        raise StoreUnavailable(f"memory limit {text!r} is too small: the database needs at least 64MiB")
+    return size
 
 
 class StoreFull(Exception):

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
-from .base import StoreUnavailable
+from .base import StoreUnavailable, memory_bytes
 
 
 class Connection(Protocol):
@@ -47,14 +47,17 @@ def _python_values(table: pa.Table) -> list[tuple[Any, ...]]:
 class ChdbConnection:
     """ClickHouse in this process, its data in a directory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, memory_limit: str | None = None) -> None:
+        """``memory_limit`` (like 2GB) bounds ClickHouse's memory as a whole
+        (``max_server_memory_usage``); a query that would pass it fails."""
+        settings = "" if memory_limit is None else f"?max_server_memory_usage={memory_bytes(memory_limit)}"
         try:
             import chdb
         except ImportError:
             raise StoreUnavailable("chdb:// stores need chDB: pip install 'openusage[chdb]'") from None
         path.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = chdb.connect(f"file:{path}")  # type: ignore[no-untyped-call]
+            self._con = chdb.connect(f"file:{path}{settings}")  # type: ignore[no-untyped-call]
         except RuntimeError as exc:
             # chDB opens one directory per process and says little when it is taken.
             raise StoreUnavailable(

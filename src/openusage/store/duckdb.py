@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from .base import (
     Stored,
     StoreFull,
     StoreUnavailable,
+    memory_bytes,
 )
 from .rollup_tables import RollupTables
 from .rollups import ROLLUPS, Extent, Plan, choose
@@ -93,21 +93,6 @@ def _why(path: str, exc: Exception) -> str:
     return f"cannot open {path} as a DuckDB database: {text.splitlines()[0]}"
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
-_UNIT_BYTES = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
-_UNIT_BYTES |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-MIN_MEMORY_BYTES = 64 * 2**20
-
-
-def _check_memory_limit(text: str) -> None:
-    """DuckDB reads a negative size as "no limit" and fails late on a tiny one: refuse both."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise StoreUnavailable(f"memory limit {text!r} is not a size like 512MB or 2GB")
-    if float(match[1]) * _UNIT_BYTES[match[2].lower()] < MIN_MEMORY_BYTES:
-        raise StoreUnavailable(f"memory limit {text!r} is too small: the database needs at least 64MiB")
-
-
 def _check_column(name: str) -> str:
     # Column names reach SQL text, so they must come from the catalogue alone.
     if name not in DIMENSIONS and name not in METRIC_COLUMNS:
@@ -122,7 +107,7 @@ class DuckDBStore:
         self._path = str(path)
         config: dict[str, str | bool | int | float | list[str]] = {}
         if memory_limit is not None:
-            _check_memory_limit(memory_limit)
+            memory_bytes(memory_limit)  # refuses what DuckDB would misread
             config["memory_limit"] = memory_limit
         try:
             self._con = duckdb.connect(self._path, config=config)

@@ -47,6 +47,6 @@ def open_store(url: str, *, memory_limit: str | None = None) -> EventStore:
     from .clickhouse_connections import ChdbConnection, ServerConnection
 
     if scheme == "chdb":
-        return ClickHouseStore(ChdbConnection(local_path(url)), where=url)
+        return ClickHouseStore(ChdbConnection(local_path(url), memory_limit), where=url)
     shown = urlsplit(url)._replace(netloc=urlsplit(url).hostname or "").geturl()  # no password in messages
     return ClickHouseStore(ServerConnection(url), where=shown)
