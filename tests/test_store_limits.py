@@ -73,3 +73,37 @@ def test_token_sums_past_64_bits_are_exact_through_raw_events_and_rollups(tmp_pa
         assert [values for _, _, values in store.aggregate(query)] == [(2**64,)]
     finally:
         store.close()
+
+
+def test_a_store_that_cannot_roll_up_at_close_still_closes_and_loses_nothing(tmp_path: Path) -> None:
+    """Rolling up 100,000 events whose strings are long and distinct needs more than 64MiB
+    (appending them does not: it spills). Closing must close the file anyway; the events
+    are read raw, then rolled up, after the next open."""
+    path = tmp_path / "tight.duckdb"
+    store = DuckDBStore(path, memory_limit="64MiB")
+    now = 1_800_000_000
+    events = [
+        {
+            "id": f"e{i}-" + "i" * 200,
+            "type": "completions",
+            "timestamp": now - i,
+            **{field: field[0] * 250 + str(i) for field in ("model", "project_id", "user_id", "api_key_id")},
+            "input_tokens": 5,
+        }
+        for i in range(100_000)
+    ]
+    assert store.append(parse_events(events, EventRules(now=now))).inserted == 100_000
+    store.close()  # the roll-up may fail here; the close must not
+    reopened = DuckDBStore(path)
+    try:
+        query = Aggregation(
+            kind="completions",
+            buckets=[(now - 2 * 86_400, now + 1)],
+            width_seconds=86_400,
+            group_by=(),
+            filters={},
+            metrics=("input_tokens",),
+        )
+        assert sum(metrics[0] for _, _, metrics in reopened.aggregate(query)) == 500_000
+    finally:
+        reopened.close()

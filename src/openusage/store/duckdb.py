@@ -560,7 +560,13 @@ class DuckDBStore:
         self._closing.set()
         self._roll_due.set()
         self._roller.join()
-        if self._room_problem(0) is None:  # else the next open rolls up what is left
-            self.roll()
-            self.compact(force=True)
-        self._con.close()
+        try:
+            if self._room_problem(0) is None:  # else the next open rolls up what is left
+                self.roll()
+                self.compact(force=True)
+        except duckdb.Error:
+            # Out of memory or disk: the events are safe, and what is not rolled up yet is
+            # read raw and rolled up after the next open. The file must still be closed.
+            log.exception("rolling up at close failed")
+        finally:
+            self._con.close()
