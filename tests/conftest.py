@@ -93,17 +93,23 @@ class Server:
         return self.cli_plain(*args, "--db", str(self.db_path))
 
     def cli_plain(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "openusage", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_cli(*args)
 
 
 #: the stores the server's tests run against: the embedded default, and ClickHouse in process
 STORES = ("duckdb", "chdb")
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """An ``openusage`` command in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "openusage", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=cwd,
+    )
 
 
 def start_server(

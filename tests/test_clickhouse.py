@@ -18,9 +18,18 @@ from openusage.server.events import EventRules, parse_events
 from openusage.store.base import Aggregation
 from openusage.store.clickhouse import ClickHouseStore, schema_sql
 from openusage.store.clickhouse_connections import ChdbConnection
-from openusage.store.rollups import ROLLUPS, Extent, choose, covering
 
-from .test_rollups import RUN, answered, event_fields, expected, queries, query, rows
+from .test_rollups import (
+    RUN,
+    answered,
+    drawn_events,
+    drawn_query,
+    event_fields,
+    expected,
+    queries,
+    rows,
+    ways_of_answering,
+)
 
 DAY0 = 1_700_006_400
 
@@ -128,24 +137,11 @@ def test_every_way_of_answering_gives_the_plain_sums_on_clickhouse(
     day0 = DAY0 + next(windows) * 3 * 86400  # each example in its own days of one store
     events: list[dict[str, Any]] = []
     for n, batch in enumerate(batches):
-        drawn = [
-            {
-                "id": f"{day0}-{n}-{i}",
-                "type": "completions",
-                "timestamp": day0 + d["offset"],
-                **{k: v for k, v in d.items() if k != "offset" and v is not None},
-            }
-            for i, d in enumerate(batch)
-        ]
+        drawn = drawn_events(day0, n, batch)
         chdb_store.append(rows(drawn))
         events += drawn
     chdb_store.append(rows(events[:3]))  # a retried batch changes nothing, in rollups too
-    start = day0 + q["start"]
-    width = q["width"]
-    end = start + min(q["length"], {"1m": 1440 * 60, "1h": 168 * 3600, "1d": 31 * 86400}[width])
-    aggregation = query("completions", start, end, width, tuple(q["group_by"]), **q["filter"])
+    aggregation = drawn_query(day0, q)
     want = expected(events, aggregation)
-    ladder = {r.table: Extent(rows=10**6 // r.grain, seconds=1) for r in ROLLUPS["completions"]}
-    deepest = choose(aggregation, ROLLUPS["completions"], Extent(rows=10**6, seconds=1), ladder)
-    for plan in [None, *covering(aggregation, ROLLUPS["completions"]), deepest, "auto"]:
+    for plan in ways_of_answering(aggregation):
         assert answered(chdb_store.aggregate(aggregation, using=plan), aggregation) == want, plan

@@ -15,18 +15,7 @@ from typing import Any
 
 from openusage.catalogue import USAGE_ENDPOINTS
 
-from .conftest import DAY, start_server, stop_server
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openusage", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=cwd,
-    )
+from .conftest import DAY, run_cli, start_server, stop_server
 
 
 def answers(folder: Path, store: str, start: int) -> dict[str, Any]:
@@ -51,15 +40,15 @@ def answers(folder: Path, store: str, start: int) -> dict[str, Any]:
 
 def test_there_and_back_again_every_answer_is_the_same(tmp_path: Path) -> None:
     chdb, back_file = f"chdb://{tmp_path / 'copy.chdb'}", f"duckdb://{tmp_path / 'back.duckdb'}"
-    made = cli("demo", "--db", "original.duckdb", "--days", "3", cwd=tmp_path)
+    made = run_cli("demo", "--db", "original.duckdb", "--days", "3", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
-    there = cli(
+    there = run_cli(
         "migrate", "--from", "original.duckdb", "--to", f"chdb://{tmp_path / 'copy.chdb'}", cwd=tmp_path
     )
     assert there.returncode == 0, there.stderr
     events = int(made.stdout.split()[0])
     assert there.stdout.startswith(f"{events} events copied, 0 already there")
-    back = cli("migrate", "--from", chdb, "--to", back_file, cwd=tmp_path)
+    back = run_cli("migrate", "--from", chdb, "--to", back_file, cwd=tmp_path)
     assert back.returncode == 0 and back.stdout.startswith(f"{events} events copied"), back.stderr
 
     start = int(time.time()) - 3 * DAY
@@ -69,14 +58,14 @@ def test_there_and_back_again_every_answer_is_the_same(tmp_path: Path) -> None:
     assert answers(tmp_path / "b", chdb, start) == original
     assert answers(tmp_path / "c", back_file, start) == original
 
-    again = cli(
+    again = run_cli(
         "migrate", "--from", "original.duckdb", "--to", f"chdb://{tmp_path / 'copy.chdb'}", cwd=tmp_path
     )
     assert again.stdout.startswith("0 events copied, 0 already there"), "a second run copies only what is new"
 
 
 def test_an_interrupted_migration_goes_on_where_it_stopped(tmp_path: Path) -> None:
-    made = cli("demo", "--db", "original.duckdb", "--days", "3", cwd=tmp_path)
+    made = run_cli("demo", "--db", "original.duckdb", "--days", "3", cwd=tmp_path)
     events = int(made.stdout.split()[0])
     command = ["migrate", "--from", "original.duckdb", "--to", "copy.duckdb", "--batch-size", "20"]
     command += ["--state", "state.json"]
@@ -98,7 +87,7 @@ def test_an_interrupted_migration_goes_on_where_it_stopped(tmp_path: Path) -> No
     reached = json.loads(state.read_text())["place"]
     assert reached < events
 
-    resumed = cli(*command, cwd=tmp_path)
+    resumed = run_cli(*command, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     copied, duplicates = map(int, re.findall(r"\d+", resumed.stdout)[:2])
     # It read from the place kept; only the batch stored after the last save was there.

@@ -111,6 +111,34 @@ RUN = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChec
 windows = iter(range(3000))
 
 
+def drawn_events(day0: int, number: int, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Batch ``number`` of drawn fields as completion events of the day starting ``day0``."""
+    return [
+        {
+            "id": f"{day0}-{number}-{i}",
+            "type": "completions",
+            "timestamp": day0 + d["offset"],
+            **{k: v for k, v in d.items() if k != "offset" and v is not None},
+        }
+        for i, d in enumerate(batch)
+    ]
+
+
+def drawn_query(day0: int, q: dict[str, Any]) -> Aggregation:
+    start = day0 + q["start"]
+    width = q["width"]
+    end = start + min(q["length"], {"1m": 1440 * 60, "1h": 168 * 3600, "1d": 31 * 86400}[width])
+    return query("completions", start, end, width, tuple(q["group_by"]), **q["filter"])
+
+
+def ways_of_answering(aggregation: Aggregation) -> list[Plan | str | None]:
+    """Raw events, each covering rollup, the deepest ladder of grains (every coarser
+    rollup made to look cheaper), and the router's own choice."""
+    ladder = {r.table: Extent(rows=10**6 // r.grain, seconds=1) for r in ROLLUPS["completions"]}
+    deepest = choose(aggregation, ROLLUPS["completions"], Extent(rows=10**6, seconds=1), ladder)
+    return [None, *covering(aggregation, ROLLUPS["completions"]), deepest, "auto"]
+
+
 @RUN
 @given(batches=st.lists(st.lists(event_fields, min_size=1, max_size=30), min_size=1, max_size=4), q=queries)
 def test_every_way_of_answering_gives_the_plain_sums(
@@ -119,15 +147,7 @@ def test_every_way_of_answering_gives_the_plain_sums(
     day0 = DAY0 + next(windows) * 3 * 86400  # each example in its own days of one store
     events: list[dict[str, Any]] = []
     for n, batch in enumerate(batches):  # batches arrive in any time order: late events too
-        drawn = [
-            {
-                "id": f"{day0}-{n}-{i}",
-                "type": "completions",
-                "timestamp": day0 + d["offset"],
-                **{k: v for k, v in d.items() if k != "offset" and v is not None},
-            }
-            for i, d in enumerate(batch)
-        ]
+        drawn = drawn_events(day0, n, batch)
         store.append(rows(drawn))
         events += drawn
         if n == 0:
@@ -135,15 +155,9 @@ def test_every_way_of_answering_gives_the_plain_sums(
         if n == 1:
             store.compact(force=True)  # some rows compacted, later ones rolled up after
     store.append(rows(events[:3]))  # a retried batch changes nothing
-    start = day0 + q["start"]
-    width = q["width"]
-    end = start + min(q["length"], {"1m": 1440 * 60, "1h": 168 * 3600, "1d": 31 * 86400}[width])
-    aggregation = query("completions", start, end, width, tuple(q["group_by"]), **q["filter"])
+    aggregation = drawn_query(day0, q)
     want = expected(events, aggregation)
-    # Also the longest ladder of grains: every coarser rollup made to look cheaper.
-    ladder = {r.table: Extent(rows=10**6 // r.grain, seconds=1) for r in ROLLUPS["completions"]}
-    deepest = choose(aggregation, ROLLUPS["completions"], Extent(rows=10**6, seconds=1), ladder)
-    ways = [None, *covering(aggregation, ROLLUPS["completions"]), deepest, "auto"]
+    ways = ways_of_answering(aggregation)
     for plan in ways:  # some events rolled up, the last ones maybe not
         assert answered(store.aggregate(aggregation, using=plan), aggregation) == want, plan
     store.roll()

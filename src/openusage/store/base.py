@@ -24,6 +24,14 @@ COLUMNS: tuple[str, ...] = ("id", "kind", "ts", *DIMENSION_COLUMNS, *METRIC_COLU
 Row = tuple[Any, ...]
 
 
+def check_column(name: str) -> str:
+    """A dimension or metric name, checked: column names reach SQL text, so they must come
+    from the catalogue alone."""
+    if name not in DIMENSIONS and name not in METRIC_COLUMNS:
+        raise ValueError(f"not a store column: {name!r}")
+    return name
+
+
 class StoreUnavailable(Exception):
     """The store cannot be opened; the message says why and what to do."""
 

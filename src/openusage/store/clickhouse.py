@@ -20,8 +20,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-import pyarrow as pa
-
 from .base import (
     COLUMNS,
     DIMENSIONS,
@@ -34,10 +32,11 @@ from .base import (
     Row,
     Stored,
     StoreUnavailable,
+    check_column,
 )
 from .clickhouse_connections import Connection
-from .clickhouse_rollups import prepare_rollups
-from .duckdb import ARROW_TYPES, _arrow_table
+from .clickhouse_rollups import dimension_type, prepare_rollups
+from .duckdb import price_table, rows_table
 from .rollups import ROLLUPS, Extent, Plan, choose
 
 VERSION = 3
@@ -50,19 +49,9 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _column(name: str) -> str:
-    if name not in DIMENSIONS and name not in METRIC_COLUMNS:
-        raise ValueError(f"not a column: {name!r}")
-    return name
-
-
-def _dimension_type(name: str) -> str:
-    return "Nullable(Bool)" if DIMENSIONS[name] == "boolean" else "Nullable(String)"
-
-
 def _quantity(terms: tuple[tuple[str, int], ...]) -> str:
     """A sum of metric columns with integer signs, as 128-bit SQL."""
-    return "toInt128(" + " + ".join(f"({int(sign)}) * {_column(m)}" for m, sign in terms) + ")"
+    return "toInt128(" + " + ".join(f"({int(sign)}) * {check_column(m)}" for m, sign in terms) + ")"
 
 
 def _join_key(column: str) -> str:
@@ -77,7 +66,7 @@ def _ints(values: Sequence[int]) -> str:
 
 def events_table_sql(table: str = "events", engine: str = "MergeTree", cluster: str | None = None) -> str:
     """The raw events' table: on one server (or chDB), or with ``cluster`` on each node."""
-    dims = [f"{name} {_dimension_type(name)}" for name in DIMENSIONS]
+    dims = [f"{name} {dimension_type(name)}" for name in DIMENSIONS]
     metrics = [f"{m} Int64 DEFAULT 0" for m in METRIC_COLUMNS]
     fixed = ["seq Int64", "id String", "kind LowCardinality(String)", "ts Int64"]
     columns = ",\n  ".join([*fixed, *dims, *metrics])
@@ -176,7 +165,7 @@ class ClickHouseStore:
                         inserted += 1
                 results.append(AppendResult(inserted=inserted, duplicates=len(rows) - inserted))
             if fresh:
-                table = _arrow_table(fresh, self._next_seq)
+                table = rows_table(fresh, self._next_seq)
                 # The rollups' views fill their tables in this same insert.
                 self._con.insert("events", table.select(["seq", *COLUMNS]))
                 self._next_seq += len(fresh)
@@ -210,8 +199,8 @@ class ClickHouseStore:
         """``using`` is the plan to read by (None: raw events only); by default the router's."""
         if not query.buckets:
             return []
-        groups = [_column(g) for g in query.group_by]
-        metrics = [_column(m) for m in query.metrics]
+        groups = [check_column(g) for g in query.group_by]
+        metrics = [check_column(m) for m in query.metrics]
         order = ", ".join(["b", *(f"{g} ASC NULLS FIRST" for g in groups)])
         if query.gauge:
             sql = self._gauge_sql(query, groups, metrics)
@@ -223,10 +212,10 @@ class ClickHouseStore:
         return [(int(r[0]), tuple(r[1 : 1 + n]), tuple(int(v) for v in r[1 + n :])) for r in rows]
 
     @staticmethod
-    def _filters(query: Aggregation, prefix: str = "") -> str:
+    def _filters(query: Aggregation) -> str:
         clauses = []
         for name, values in query.filters.items():
-            column = prefix + _column(name)
+            column = check_column(name)
             if DIMENSIONS[name] == "boolean":
                 clauses.append(f"{column} = {'true' if values[0] else 'false'}")
             else:
@@ -272,7 +261,7 @@ class ClickHouseStore:
         (metric,) = metrics
         starts = [b[0] for b in query.buckets]
         first, end, width = int(starts[0]), int(query.buckets[-1][1]), int(query.width_seconds)
-        carried = sorted({*groups, *(_column(f) for f in query.filters)})
+        carried = sorted({*groups, *(check_column(f) for f in query.filters)})
         window = "(PARTITION BY vector_store_id ORDER BY ts, seq)"
         now = "".join(f", {d}" for d in carried)
         before = "".join(f", lagInFrame({d}) OVER {window} AS before_{d}" for d in carried)
@@ -316,9 +305,9 @@ class ClickHouseStore:
         base = query.base
         if not base.buckets:
             return []
-        groups = [_column(g) for g in base.group_by]
-        metrics = [_column(m) for m in base.metrics]
-        price_dims = [_column(d) for d in query.price_dimensions]
+        groups = [check_column(g) for g in base.group_by]
+        metrics = [check_column(m) for m in base.metrics]
+        price_dims = [check_column(d) for d in query.price_dimensions]
         fine = self._sum_sql(base, groups, metrics, self.plan(base))
         keys = "".join(f"{g}, " for g in groups)
         # One line per item of each fine row, in one pass over it: ClickHouse inlines a
@@ -336,13 +325,13 @@ class ClickHouseStore:
         ]
         decimals = int(query.decimals)
         prices = f"prices_{uuid.uuid4().hex}"
-        dims = "".join(f", {d} {_dimension_type(d)}" for d in price_dims)
+        dims = "".join(f", {d} {dimension_type(d)}" for d in price_dims)
         self._con.command(
             f"CREATE TABLE {prices} (b Int64{dims}, item String, line_item String, "
             "usd Nullable(Decimal128(18)), unit String) ENGINE = Memory"
         )
         try:
-            self._con.insert(prices, _price_table(query, price_dims))
+            self._con.insert(prices, price_table(query))
             selected = ", ".join(f"{expr} AS o{i}" for i, expr in enumerate(output))
             rows = self._con.rows(
                 f"WITH lines AS ({lines}) "
@@ -391,19 +380,3 @@ class ClickHouseStore:
 
     def close(self) -> None:
         self._con.close()
-
-
-def _price_table(query: PricedAggregation, price_dims: list[str]) -> pa.Table:
-    return pa.table(
-        {
-            "b": pa.array([p[0] for p in query.prices], type=pa.int64()),
-            **{
-                d: pa.array([p[1 + i] for p in query.prices], type=ARROW_TYPES[d])
-                for i, d in enumerate(price_dims)
-            },
-            "item": pa.array([p[-4] for p in query.prices], type=pa.string()),
-            "line_item": pa.array([p[-3] for p in query.prices], type=pa.string()),
-            "usd": pa.array([p[-2] for p in query.prices], type=pa.decimal128(38, 18)),
-            "unit": pa.array([p[-1] for p in query.prices], type=pa.string()),
-        }
-    )

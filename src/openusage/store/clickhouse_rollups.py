@@ -17,12 +17,13 @@ from .rollups import ROLLUPS, Rollup
 ALL_ROLLUPS: tuple[Rollup, ...] = tuple(r for rollups in ROLLUPS.values() for r in rollups)
 
 
-def _dimension_type(name: str) -> str:
+def dimension_type(name: str) -> str:
+    """A dimension's ClickHouse type: every dimension may be null."""
     return "Nullable(Bool)" if DIMENSIONS[name] == "boolean" else "Nullable(String)"
 
 
 def table_sql(rollup: Rollup) -> str:
-    columns = ["b Int64", *(f"{d} {_dimension_type(d)}" for d in rollup.dimensions)]
+    columns = ["b Int64", *(f"{d} {dimension_type(d)}" for d in rollup.dimensions)]
     columns += [f"{m} Int128" for m in rollup.metrics]
     key = ", ".join(["b", *rollup.dimensions])
     return (

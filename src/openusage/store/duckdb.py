@@ -34,6 +34,7 @@ from .base import (
     Stored,
     StoreFull,
     StoreUnavailable,
+    check_column,
     memory_bytes,
 )
 from .rollup_tables import RollupTables
@@ -65,7 +66,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def _arrow_table(rows: Sequence[Row], first_seq: int) -> pa.Table:
+def rows_table(rows: Sequence[Row], first_seq: int) -> pa.Table:
     """Rows as an Arrow table, which DuckDB reads column by column without a Python loop."""
     columns = zip(*rows, strict=True)
     table = pa.table(
@@ -77,13 +78,31 @@ def _arrow_table(rows: Sequence[Row], first_seq: int) -> pa.Table:
     return table.append_column("seq", pa.array(range(first_seq, first_seq + len(rows)), type=pa.int64()))
 
 
+def price_table(query: PricedAggregation) -> pa.Table:
+    """A priced aggregation's price rows as an Arrow table, for the engine to join."""
+    prices = query.prices
+    return pa.table(
+        {
+            "b": pa.array([p[0] for p in prices], type=pa.int64()),
+            **{
+                d: pa.array([p[1 + i] for p in prices], type=ARROW_TYPES[d])
+                for i, d in enumerate(query.price_dimensions)
+            },
+            "item": pa.array([p[-4] for p in prices], type=pa.string()),
+            "line_item": pa.array([p[-3] for p in prices], type=pa.string()),
+            "usd": pa.array([p[-2] for p in prices], type=pa.decimal128(38, 18)),
+            "unit": pa.array([p[-1] for p in prices], type=pa.string()),
+        }
+    )
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
 def _terms(terms: tuple[tuple[str, int], ...]) -> str:
     """A sum of metric columns with integer signs, as SQL."""
-    return "(" + " + ".join(f"({int(sign)}) * {_check_column(m)}" for m, sign in terms) + ")::HUGEINT"
+    return "(" + " + ".join(f"({int(sign)}) * {check_column(m)}" for m, sign in terms) + ")::HUGEINT"
 
 
 def _why(path: str, exc: Exception) -> str:
@@ -91,13 +110,6 @@ def _why(path: str, exc: Exception) -> str:
     if "lock" in text.lower():
         return f"{path} is in use by another process (a running server?): {text.splitlines()[0]}"
     return f"cannot open {path} as a DuckDB database: {text.splitlines()[0]}"
-
-
-def _check_column(name: str) -> str:
-    # Column names reach SQL text, so they must come from the catalogue alone.
-    if name not in DIMENSIONS and name not in METRIC_COLUMNS:
-        raise ValueError(f"not a store column: {name!r}")
-    return name
 
 
 class DuckDBStore:
@@ -180,7 +192,7 @@ class DuckDBStore:
                 if fresh:
                     # Before the commit makes them visible: no reader sees a higher number.
                     self._seq_ceiling = self._next_seq + len(fresh) - 1
-                    cursor.register("incoming", _arrow_table(fresh, self._next_seq))
+                    cursor.register("incoming", rows_table(fresh, self._next_seq))
                     try:
                         cursor.execute(self._insert_sql)
                     finally:
@@ -321,12 +333,12 @@ class DuckDBStore:
         """``using`` is the plan to read by (None: raw events only); by default the router's."""
         if not query.buckets:
             return []
-        groups = [_check_column(g) for g in query.group_by]
-        metrics = [_check_column(m) for m in query.metrics]
+        groups = [check_column(g) for g in query.group_by]
+        metrics = [check_column(m) for m in query.metrics]
         order = ", ".join(["b", *(f"{g} NULLS FIRST" for g in groups)])
         if query.gauge:
             where, filter_params = self._filters(query, 6)
-            carried = sorted({*groups, *(_check_column(f) for f in query.filters)})
+            carried = sorted({*groups, *(check_column(f) for f in query.filters)})
             sql = self._gauge_sql(groups, metrics, where, carried)
             starts = [b[0] for b in query.buckets]
             params = [
@@ -356,7 +368,7 @@ class DuckDBStore:
         clauses: list[str] = []
         params: list[Any] = []
         for name, values in query.filters.items():
-            column = _check_column(name)
+            column = check_column(name)
             n = first + len(params)
             if DIMENSIONS[name] == "boolean":
                 clauses.append(f"{column} = ${n}")
@@ -482,16 +494,16 @@ class DuckDBStore:
         base = query.base
         if not base.buckets:
             return []
-        groups = [_check_column(g) for g in base.group_by]
+        groups = [check_column(g) for g in base.group_by]
         # The fine rows name their sums after the metrics, for the items' terms.
-        metrics = [_check_column(m) for m in base.metrics]
+        metrics = [check_column(m) for m in base.metrics]
         plan = self.plan(base)
         keys = ", ".join([*groups, ""])
         lines = " UNION ALL ".join(
             f"SELECT b, {keys}{_literal(item.item)} AS item, {_terms(item.terms)} AS qty FROM fine"
             for item in query.items
         )
-        price_dims = [_check_column(d) for d in query.price_dimensions]
+        price_dims = [check_column(d) for d in query.price_dimensions]
         join = " AND ".join(
             ["lines.b = prices.b", "lines.item = prices.item"]
             + [f"lines.{d} IS NOT DISTINCT FROM prices.{d}" for d in price_dims]
@@ -513,19 +525,7 @@ class DuckDBStore:
             )
             return sql, params
 
-        table = pa.table(
-            {
-                "b": pa.array([p[0] for p in query.prices], type=pa.int64()),
-                **{
-                    d: pa.array([p[1 + i] for p in query.prices], type=ARROW_TYPES[d])
-                    for i, d in enumerate(price_dims)
-                },
-                "item": pa.array([p[-4] for p in query.prices], type=pa.string()),
-                "line_item": pa.array([p[-3] for p in query.prices], type=pa.string()),
-                "usd": pa.array([p[-2] for p in query.prices], type=pa.decimal128(38, 18)),
-                "unit": pa.array([p[-1] for p in query.prices], type=pa.string()),
-            }
-        )
+        table = price_table(query)
         cursor = self._cursor()
         cursor.register("incoming_prices", table)
         try:
