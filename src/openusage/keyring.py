@@ -19,16 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Scope = Literal["admin", "ingest"]
-SCOPES: tuple[Scope, ...] = ("admin", "ingest")
+Scope = Literal["admin", "ingest", "proxy"]
+SCOPES: tuple[Scope, ...] = ("admin", "ingest", "proxy")
 #: what each scope may do
 READ = "api.usage.read"
 WRITE = "api.usage.write"
+#: model calls through the gateway, recorded under the key's project
+MODEL = "api.model.request"
 PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({READ, WRITE}),
     "ingest": frozenset({WRITE}),
+    "proxy": frozenset({MODEL}),
 }
-_PREFIX: dict[str, str] = {"admin": "sk-admin-", "ingest": "sk-ingest-"}
+_PREFIX: dict[str, str] = {"admin": "sk-admin-", "ingest": "sk-ingest-", "proxy": "sk-proj-"}
 #: seconds a key lookup waits for a locked key file
 FIND_TIMEOUT = 2.0
 
@@ -44,6 +47,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
+#: columns added since the first version of the file, added to an older file on open
+_ADDED_COLUMNS = {"project_id": "TEXT", "user_id": "TEXT"}
+_KEY_COLUMNS = "id, name, scope, redacted, created_at, revoked_at, project_id, user_id"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,9 @@ class ApiKey:
     redacted: str
     created_at: int
     revoked_at: int | None
+    #: a proxy key's usage is recorded under its project (and user, when it has one)
+    project_id: str | None = None
+    user_id: str | None = None
 
     @property
     def permissions(self) -> frozenset[str]:
@@ -80,6 +89,10 @@ class Keyring:
             # WAL lets `openusage keys` write while the server reads; it stays set in the file.
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(api_keys)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _connect(self, timeout: float = 10) -> Iterator[sqlite3.Connection]:
@@ -90,10 +103,19 @@ class Keyring:
         finally:
             db.close()
 
-    def create(self, scope: Scope, name: str = "") -> tuple[ApiKey, str]:
-        """A new key and its secret; the secret is returned here once and never stored."""
+    def create(
+        self, scope: Scope, name: str = "", *, project_id: str | None = None, user_id: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret; the secret is returned here once and never stored.
+
+        A proxy key needs the project its calls are recorded under; other keys take none.
+        """
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        if (scope == "proxy") != (project_id is not None):
+            raise ValueError("a proxy key needs a project, and only a proxy key has one")
+        if user_id is not None and scope != "proxy":
+            raise ValueError("only a proxy key has a user")
         secret = _PREFIX[scope] + secrets.token_urlsafe(32)
         key = ApiKey(
             id="key_" + secrets.token_hex(8),
@@ -102,21 +124,29 @@ class Keyring:
             redacted=redact(secret),
             created_at=int(time.time()),
             revoked_at=None,
+            project_id=project_id,
+            user_id=user_id,
         )
         with self._connect() as db:
             db.execute(
-                "INSERT INTO api_keys (id, name, scope, hash, redacted, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key.id, key.name, key.scope, _hash(secret), key.redacted, key.created_at),
+                "INSERT INTO api_keys (id, name, scope, hash, redacted, created_at, project_id, user_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.id,
+                    key.name,
+                    key.scope,
+                    _hash(secret),
+                    key.redacted,
+                    key.created_at,
+                    key.project_id,
+                    key.user_id,
+                ),
             )
         return key, secret
 
     def list(self) -> list[ApiKey]:
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT id, name, scope, redacted, created_at, revoked_at FROM api_keys "
-                "ORDER BY created_at, id"
-            ).fetchall()
+            rows = db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id").fetchall()
         return [ApiKey(*row) for row in rows]
 
     def revoke(self, key_id: str) -> bool:
@@ -139,12 +169,11 @@ class Keyring:
         # A request waits for this: a locked file fails fast, and the server says 503.
         with self._connect(timeout=FIND_TIMEOUT) as db:
             row = db.execute(
-                "SELECT id, name, scope, redacted, created_at, revoked_at, hash FROM api_keys WHERE hash = ?",
-                (digest,),
+                f"SELECT {_KEY_COLUMNS}, hash FROM api_keys WHERE hash = ?", (digest,)
             ).fetchone()
-        if row is None or not hmac.compare_digest(row[6], digest) or row[5] is not None:
+        if row is None or not hmac.compare_digest(row[-1], digest) or row[5] is not None:
             return None
-        return ApiKey(*row[:6])
+        return ApiKey(*row[:-1])
 
     def signing_secret(self) -> bytes:
         """The server's secret for cursors: made once, kept so cursors survive a restart."""

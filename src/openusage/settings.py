@@ -11,6 +11,8 @@ from typing import Any
 ENV_ADMIN_KEY = "OPENUSAGE_ADMIN_KEY"
 ENV_DB = "OPENUSAGE_DB"
 ENV_STORE = "OPENUSAGE_STORE"
+ENV_UPSTREAM_URL = "OPENUSAGE_UPSTREAM_URL"
+ENV_UPSTREAM_API_KEY = "OPENUSAGE_UPSTREAM_API_KEY"
 
 
 MIN_ADMIN_KEY_LENGTH = 32
@@ -63,6 +65,14 @@ class Settings:
     store_url: str | None = None
     #: events may lie at most this far in the future (clock skew between gateways)
     max_future_seconds: int = 86_400
+    #: the gateway: OpenAI's model endpoints forwarded to this base URL (None: no gateway)
+    upstream_url: str | None = None
+    #: the upstream's own key, sent instead of the caller's proxy key
+    upstream_api_key: str | None = field(default=None, repr=False)
+    #: seconds to wait for the upstream (for its answer, or for a stream's next chunk)
+    upstream_timeout: float = 600.0
+    #: where the gateway keeps usage until the store has it (default: beside the database)
+    spool_path: Path | None = None
 
     @property
     def store(self) -> str:
@@ -75,6 +85,12 @@ class Settings:
             return self.keyring_path
         return self.db_path.with_name(self.db_path.stem + ".keys.sqlite")
 
+    @property
+    def resolved_spool_path(self) -> Path:
+        if self.spool_path is not None:
+            return self.spool_path
+        return self.db_path.with_name(self.db_path.stem + ".spool.ndjson")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from explicit values, falling back to the environment once, here."""
@@ -86,5 +102,9 @@ class Settings:
             base = replace(base, store_url=env[ENV_STORE])
         if env.get(ENV_ADMIN_KEY):
             base = replace(base, admin_key=env[ENV_ADMIN_KEY])
+        if env.get(ENV_UPSTREAM_URL):
+            base = replace(base, upstream_url=env[ENV_UPSTREAM_URL])
+        if env.get(ENV_UPSTREAM_API_KEY):
+            base = replace(base, upstream_api_key=env[ENV_UPSTREAM_API_KEY])
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **given)

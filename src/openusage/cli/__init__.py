@@ -7,6 +7,7 @@ import os
 import click
 
 from .clickhouse import clickhouse
+from .gateway import fake_upstream
 from .ingest import ingest
 from .migrate import migrate
 from .prices import prices
@@ -25,7 +26,9 @@ def main() -> None:
     os.umask(0o077)
 
 
-for command in (serve, demo, keys, ingest, usage, costs, prices, backup, rollups, clickhouse, migrate):
+for command in (
+    serve, demo, keys, ingest, usage, costs, prices, backup, rollups, clickhouse, migrate, fake_upstream
+):  # fmt: skip
     main.add_command(command)
 
 __all__ = ["main"]

@@ -13,6 +13,7 @@ import click
 
 from ..keyring import SCOPES, Keyring
 from ..server.connections import HEADER_TIMEOUT, connection_limits
+from ..server.events import MAX_STRING_LENGTH
 from ..settings import Settings, admin_key_problem
 from .common import (
     DB_OPTION,
@@ -70,9 +71,27 @@ from .common import settings as _settings
     help="The store instead of --db: duckdb:///FILE, chdb:///DIR (ClickHouse in this process) or "
     "clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE (default: $OPENUSAGE_STORE).",
 )
+@click.option(
+    "--upstream",
+    "upstream_url",
+    default=None,
+    metavar="URL",
+    help="Also be a gateway: forward OpenAI's model endpoints under /v1 to this base URL (like "
+    "https://api.openai.com/v1) for proxy keys, and record their usage (default: "
+    "$OPENUSAGE_UPSTREAM_URL; the upstream's key from $OPENUSAGE_UPSTREAM_API_KEY).",
+)
+@click.option(
+    "--upstream-timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds to wait for the upstream's answer or a stream's next chunk (default 600); "
+    "beyond it the caller gets 504.",
+)
 @PRICES_OPTION
 def serve(
     db_path: Path | None,
+    upstream_url: str | None,
+    upstream_timeout: float | None,
     store_url: str | None,
     host: str | None,
     port: int | None,
@@ -98,7 +117,11 @@ def serve(
         prices_path=prices_path,
         db_memory_limit=memory_limit,
         store_url=store_url,
+        upstream_url=upstream_url,
+        upstream_timeout=upstream_timeout,
     )
+    if settings.upstream_url is not None and (problem := upstream_problem(settings.upstream_url)):
+        raise click.ClickException(f"the server cannot start: {problem}")
     if lookback_days is not None:
         settings = replace(settings, lookback_days=lookback_days or None)
     if auth_failures_per_minute is not None:
@@ -128,6 +151,11 @@ def serve(
     base = f"http://{settings.host}:{settings.port}/v1"
     memory = settings.db_memory_limit or "80% of RAM"
     click.echo(f"Usage API on {base}  (store {settings.store}, memory limit {memory})")
+    if settings.upstream_url:
+        click.echo(
+            f"Gateway: model calls to {base} with a proxy key go to {settings.upstream_url}; "
+            "make a key with: openusage keys create --scope proxy --project PROJECT_ID"
+        )
     week_ago = int(time.time()) - 7 * 86400
     click.echo(
         f'Try: curl -H "Authorization: Bearer $OPENAI_ADMIN_KEY" '
@@ -142,6 +170,19 @@ def serve(
         **connection_limits(header_timeout),
     )
     uvicorn.Server(config).run(sockets=[listener])
+
+
+def upstream_problem(url: str) -> str | None:
+    """Why an upstream URL cannot be used, or None."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"the upstream URL {url!r} is not a URL ({exc})"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return f"the upstream URL {url!r} must be http(s)://HOST[:PORT]/PATH, like https://api.openai.com/v1"
+    return None
 
 
 def exposed_files(settings: Settings) -> list[Path]:
@@ -199,15 +240,34 @@ def keys() -> None:
     type=click.Choice(SCOPES),
     default="admin",
     show_default=True,
-    help="admin reads and ingests; ingest only ingests.",
+    help="admin reads and ingests; ingest only ingests; proxy makes model calls through the "
+    "gateway, recorded under its --project (and --user).",
 )
 @click.option("--name", default="", help="A name to recognise the key by.")
-def keys_create(db_path: Path | None, scope: str, name: str) -> None:
+@click.option("--project", "project_id", default=None, help="A proxy key's project (required for proxy).")
+@click.option("--user", "user_id", default=None, help="A proxy key's user, recorded with its calls.")
+def keys_create(
+    db_path: Path | None, scope: str, name: str, project_id: str | None, user_id: str | None
+) -> None:
     """Make a key and print its secret, once."""
+    if (scope == "proxy") != (project_id is not None):
+        raise click.UsageError("--project is required for a proxy key, and only a proxy key takes one")
+    if user_id is not None and scope != "proxy":
+        raise click.UsageError("only a proxy key takes --user")
+    for option, value in (("--project", project_id), ("--user", user_id)):
+        if value is not None and (problem := id_problem(value)):
+            raise click.BadParameter(problem, param_hint=option)
     keyring = Keyring(existing_keyring(db_path))
-    key, secret = keyring.create(scope, name)  # type: ignore[arg-type]
+    key, secret = keyring.create(scope, name, project_id=project_id, user_id=user_id)  # type: ignore[arg-type]
     click.echo(secret)
     click.echo(f"({key.id}, scope {key.scope}: keep the secret now, it is not shown again)", err=True)
+
+
+def id_problem(value: str) -> str | None:
+    """Why a project or user id cannot be recorded with usage events, or None."""
+    if not 1 <= len(value) <= MAX_STRING_LENGTH or "\x00" in value:
+        return f"must be 1 to {MAX_STRING_LENGTH} characters long, without NUL characters"
+    return None
 
 
 @keys.command("list")
@@ -220,7 +280,8 @@ def keys_list(db_path: Path | None) -> None:
         return
     for key in Keyring(path).list():
         state = "revoked" if key.revoked_at else "active"
-        click.echo(f"{key.id}\t{key.scope}\t{state}\t{key.redacted}\t{key.name}")
+        owner = key.project_id + (f"/{key.user_id}" if key.user_id else "") if key.project_id else "-"
+        click.echo(f"{key.id}\t{key.scope}\t{state}\t{key.redacted}\t{owner}\t{key.name}")
 
 
 @keys.command("revoke")

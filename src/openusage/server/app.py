@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from ..catalogue import ENDPOINTS, Endpoint
 from ..costs import PriceBook, cost_results
-from ..keyring import PERMISSIONS, READ, WRITE, Keyring
+from ..keyring import READ, WRITE, ApiKey, Keyring
 from ..settings import Settings
 from ..store import EventStore, StoreFull, open_store
 from ..store.base import Row
@@ -42,9 +42,14 @@ from .pages import PageLimits, ResultsFor, build_page, usage_results
 from .params import parse_query
 from .ratelimit import FailureLimiter, RateLimiter
 
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
 log = logging.getLogger("openusage.server")
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
+#: the key set by $OPENUSAGE_ADMIN_KEY, which the keyring does not hold
+CONFIGURED_ADMIN_KEY = ApiKey("configured-admin-key", "configured admin key", "admin", "", 0, None)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -75,8 +80,8 @@ class Authenticator:
         self._limiter = limiter
         self._failures = failures
 
-    async def identify(self, request: Request) -> tuple[str, frozenset[str]]:
-        """The id and permissions of the request's key; 401 when there is none."""
+    async def identify(self, request: Request) -> ApiKey:
+        """The request's key; 401 when there is none."""
         address = request.client.host if request.client else "unknown"
         if self._failures is not None:
             self._failures.check(address)
@@ -92,7 +97,7 @@ class Authenticator:
                 code="invalid_api_key",
             )
         if self._admin_key is not None and hmac.compare_digest(token.encode(), self._admin_key.encode()):
-            return "configured-admin-key", PERMISSIONS["admin"]
+            return CONFIGURED_ADMIN_KEY
         try:
             key = await run_in_threadpool(self._keyring.find, token)
         except sqlite3.Error:
@@ -107,21 +112,23 @@ class Authenticator:
             self._failed(address)
             # Never echo the key: messages and logs must not carry secrets.
             raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
-        return key.id, key.permissions
+        return key
 
     def _failed(self, address: str) -> None:
         if self._failures is not None:
             self._failures.failed(address)
 
-    async def require(self, request: Request, permission: str) -> None:
-        key_id, permissions = await self.identify(request)
-        if permission not in permissions:
+    async def require(self, request: Request, permission: str) -> ApiKey:
+        """The request's key, if it may do ``permission``: 401 or 403 otherwise."""
+        key = await self.identify(request)
+        if permission not in key.permissions:
             self._failed(request.client.host if request.client else "unknown")
             raise ApiError(
                 403, f"You have insufficient permissions for this operation. Missing scopes: {permission}."
             )
         if self._limiter is not None:
-            self._limiter.check(key_id)
+            self._limiter.check(key.id)
+        return key
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -223,11 +230,32 @@ def create_app(
     # (httpx's ASGI transport runs none).
     state: dict[str, EventStore] = {} if store is None else {"store": store}
 
+    gateway: Gateway | None = None
+    if settings.upstream_url:
+        # Imported here: the gateway uses the server's parts, and only a gateway needs it.
+        from ..gateway import PROXIED_METHODS, Gateway, GatewaySettings, Spool
+
+        gateway = Gateway(
+            GatewaySettings(settings.upstream_url, settings.upstream_api_key, settings.upstream_timeout),
+            auth.require,
+            read_body,
+            clock,
+        )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state["store"] = store or open_store(settings.store, memory_limit=settings.db_memory_limit)
         try:
-            yield
+            if gateway is None:
+                yield
+                return
+            spool = Spool(
+                settings.resolved_spool_path,
+                lambda events: parse_events(events, EventRules(now=int(clock()))),
+                lambda rows: committer().append(rows),
+            )
+            async with gateway.running(spool):
+                yield
         finally:
             if store is None or close_store:
                 state["store"].close()
@@ -342,6 +370,9 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Route("/v1/admin/backup", backup, methods=["POST"]),
     ]
+    if gateway is not None:
+        # Last: everything else under /v1 is the upstream's.
+        routes.append(Route("/v1/{path:path}", gateway.handle, methods=PROXIED_METHODS))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
