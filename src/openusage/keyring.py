@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,7 @@ class Keyring:
 
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
+        self._readers = threading.local()
         # The file holds the cursor secret and key hashes: its owner's alone.
         Path(path).touch(mode=0o600, exist_ok=True)
         with self._connect() as db:
@@ -166,11 +168,20 @@ class Keyring:
     def find(self, secret: str) -> ApiKey | None:
         """The active key whose secret this is, or None."""
         digest = _hash(secret)
-        # A request waits for this: a locked file fails fast, and the server says 503.
-        with self._connect(timeout=FIND_TIMEOUT) as db:
+        # Every request asks: each thread keeps its connection open rather than pay for
+        # opening one each time, and still reads the file, so revoking works at once.
+        db = getattr(self._readers, "db", None)
+        if db is None:
+            # A request waits for this: a locked file fails fast, and the server says 503.
+            db = self._readers.db = sqlite3.connect(self._path, timeout=FIND_TIMEOUT, isolation_level=None)
+        try:
             row = db.execute(
                 f"SELECT {_KEY_COLUMNS}, hash FROM api_keys WHERE hash = ?", (digest,)
             ).fetchone()
+        except sqlite3.Error:
+            self._readers.db = None  # opened afresh next time
+            db.close()
+            raise
         if row is None or not hmac.compare_digest(row[-1], digest) or row[5] is not None:
             return None
         return ApiKey(*row[:-1])

@@ -28,6 +28,9 @@ log = logging.getLogger("openusage.gateway")
 RESET_BYTES = 1 << 20
 #: events moved into the store in one commit at most
 MAX_EVENTS_PER_COMMIT = 10_000
+#: seconds the feeder lets events gather before a commit: a durable commit costs the store
+#: milliseconds of work whatever its size, and proxied calls must not pay for one each
+GATHER_SECONDS = 0.1
 #: seconds between attempts while the store refuses the events, growing to the last
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
 
@@ -74,6 +77,7 @@ class Spool:
             if not self.backlog_bytes():
                 self._wake.clear()
                 await self._wake.wait()
+            await asyncio.sleep(GATHER_SECONDS)
             try:
                 await self.feed()
                 failures = 0

@@ -46,6 +46,10 @@ log = logging.getLogger("openusage.store")
 #: seconds between rolls; events committed meanwhile are read raw, so this only trades
 #: a little query work for fewer, larger rolls
 ROLL_INTERVAL = 0.2
+#: a roll costs about the same whatever it folds in, so a trickle of events (a gateway's
+#: calls) is folded in at most this often; as many events as this roll at once
+ROLL_QUIET_SECONDS = 2.0
+ROLL_MIN_EVENTS = 5_000
 #: DuckDB invalidates the whole database when a write meets a full disk, and then answers
 #: nothing until reopened: so a write needs this much room free besides the log it may
 #: have to checkpoint into the file, and is refused (nothing written) without it
@@ -249,9 +253,12 @@ class DuckDBStore:
 
     def _roll_in_background(self) -> None:
         cursor = self._con.cursor()
+        rolled = RollupTables.watermark(cursor)
         while not self._closing.is_set():
             self._roll_due.wait()
             self._roll_due.clear()
+            if self._next_seq - 1 - rolled < ROLL_MIN_EVENTS:
+                self._closing.wait(ROLL_QUIET_SECONDS - ROLL_INTERVAL)
             if self._closing.is_set():
                 break
             if self._room_problem(0) is not None:  # rolling writes too: wait for room
@@ -259,6 +266,7 @@ class DuckDBStore:
                 self._roll_due.set()
                 continue
             try:
+                rolled = self._next_seq - 1
                 self.roll(cursor=cursor)
                 if self._rollups.due():
                     self.compact(cursor=cursor)
