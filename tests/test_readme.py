@@ -118,3 +118,6 @@ def test_every_block_works_when_pasted_in_order(demo: tuple[int, Path]) -> None:
     costs = list(csv.DictReader(io.StringIO((work / "costs.csv").read_text())))
     assert costs and {"line_item", "amount_value"} <= set(costs[0])
     assert "has a price" in done.stdout
+    # The gateway's example: a chat completion through the demo's fake upstream, then seen
+    assert "Hello from the fake upstream." in done.stdout
+    assert re.search(r"user_me\s.*gpt-5-mini", done.stdout), done.stdout[-3000:]
