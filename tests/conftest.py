@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -195,3 +196,41 @@ def event(kind: str, ts: int, event_id: str | None = None, **fields: Any) -> dic
 
 
 _ids = itertools.count()
+
+
+#: the project and user of the gateway tests' proxy keys
+PROJECT, USER = "proj_gateway", "user_gateway"
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[str]:
+    """The fake upstream as a process of its own; its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openusage", "fake-upstream", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(base + "/models", timeout=1)
+            break
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, "the fake upstream did not start"
+            time.sleep(0.05)
+    yield base
+    process.kill()
+    process.wait()
+
+
+def proxy_key(server: Server, project: str = PROJECT, user: str | None = USER) -> tuple[str, str]:
+    """A new proxy key's secret and id."""
+    made = server.cli(
+        "keys", "create", "--scope", "proxy", "--project", project, *(["--user", user] if user else [])
+    )
+    assert made.returncode == 0, made.stderr
+    key_id = re.search(r"\((key_\w+),", made.stderr)
+    assert key_id is not None, made.stderr
+    return made.stdout.strip(), key_id[1]

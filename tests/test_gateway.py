@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,33 +17,9 @@ import openai
 import orjson
 import pytest
 
-from .conftest import Server, free_port, start_server, stop_server
+from .conftest import PROJECT, USER, Server, free_port, proxy_key, start_server, stop_server
 
 UPSTREAM_KEY = "sk-upstream-secret-" + "u" * 24
-PROJECT, USER = "proj_gateway", "user_gateway"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    """The fake upstream as a process of its own; its base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "openusage", "fake-upstream", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(base + "/models", timeout=1)
-            break
-        except httpx.TransportError:
-            assert process.poll() is None and time.monotonic() < deadline, "the fake upstream did not start"
-            time.sleep(0.05)
-    yield base
-    process.kill()
-    process.wait()
 
 
 def start_gateway(tmp: Path, upstream: str, *extra: str) -> Server:
@@ -65,17 +39,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: str) -> Iterator
     running = start_gateway(tmp_path_factory.mktemp("gateway"), upstream)
     yield running
     stop_server(running)
-
-
-def proxy_key(server: Server, project: str = PROJECT, user: str | None = USER) -> tuple[str, str]:
-    """A new proxy key's secret and id."""
-    made = server.cli(
-        "keys", "create", "--scope", "proxy", "--project", project, *(["--user", user] if user else [])
-    )
-    assert made.returncode == 0, made.stderr
-    key_id = re.search(r"\((key_\w+),", made.stderr)
-    assert key_id is not None, made.stderr
-    return made.stdout.strip(), key_id[1]
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,10 @@ READ = "api.usage.read"
 WRITE = "api.usage.write"
 #: model calls through the gateway, recorded under the key's project
 MODEL = "api.model.request"
+#: projects, spend limits and alerts (the admin API)
+MANAGE = "api.organization.manage"
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset({READ, WRITE}),
+    "admin": frozenset({READ, WRITE, MANAGE}),
     "ingest": frozenset({WRITE}),
     "proxy": frozenset({MODEL}),
 }

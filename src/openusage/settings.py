@@ -13,6 +13,8 @@ ENV_DB = "OPENUSAGE_DB"
 ENV_STORE = "OPENUSAGE_STORE"
 ENV_UPSTREAM_URL = "OPENUSAGE_UPSTREAM_URL"
 ENV_UPSTREAM_API_KEY = "OPENUSAGE_UPSTREAM_API_KEY"
+ENV_ALERT_WEBHOOK_SECRET = "OPENUSAGE_ALERT_WEBHOOK_SECRET"
+ENV_SMTP_URL = "OPENUSAGE_SMTP_URL"
 
 
 MIN_ADMIN_KEY_LENGTH = 32
@@ -73,6 +75,14 @@ class Settings:
     upstream_timeout: float = 600.0
     #: where the gateway keeps usage until the store has it (default: beside the database)
     spool_path: Path | None = None
+    #: seconds between sums of the month's spend, against spend limits and alerts
+    spend_check_seconds: float = 10.0
+    #: spend alerts by email: smtp[s]://[USER:PASSWORD@]HOST[:PORT], and the sender
+    smtp_url: str | None = field(default=None, repr=False)
+    smtp_from: str = "openusage@localhost"
+    #: spend alerts as a signed JSON POST to this URL
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: str | None = field(default=None, repr=False)
 
     @property
     def store(self) -> str:
@@ -106,5 +116,9 @@ class Settings:
             base = replace(base, upstream_url=env[ENV_UPSTREAM_URL])
         if env.get(ENV_UPSTREAM_API_KEY):
             base = replace(base, upstream_api_key=env[ENV_UPSTREAM_API_KEY])
+        if env.get(ENV_ALERT_WEBHOOK_SECRET):
+            base = replace(base, alert_webhook_secret=env[ENV_ALERT_WEBHOOK_SECRET])
+        if env.get(ENV_SMTP_URL):
+            base = replace(base, smtp_url=env[ENV_SMTP_URL])
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **given)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..admin.notify import smtp_problem
 from ..keyring import SCOPES, Keyring
 from ..server.connections import HEADER_TIMEOUT, connection_limits
 from ..server.events import MAX_STRING_LENGTH
@@ -87,11 +88,37 @@ from .common import settings as _settings
     help="Seconds to wait for the upstream's answer or a stream's next chunk (default 600); "
     "beyond it the caller gets 504.",
 )
+@click.option(
+    "--spend-check-seconds",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds between sums of the month's spend against spend limits and alerts (default 10).",
+)
+@click.option(
+    "--smtp-url",
+    default=None,
+    metavar="URL",
+    help="Send spend alerts by email through smtp[s]://[USER:PASSWORD@]HOST[:PORT] "
+    "(default: $OPENUSAGE_SMTP_URL; none: alerts are logged).",
+)
+@click.option("--smtp-from", default=None, help="The sender of alert emails (default openusage@localhost).")
+@click.option(
+    "--alert-webhook",
+    "alert_webhook_url",
+    default=None,
+    metavar="URL",
+    help="Also POST each spend alert as JSON to URL, signed with $OPENUSAGE_ALERT_WEBHOOK_SECRET "
+    "(header X-Openusage-Signature: sha256=HMAC).",
+)
 @PRICES_OPTION
 def serve(
     db_path: Path | None,
     upstream_url: str | None,
     upstream_timeout: float | None,
+    spend_check_seconds: float | None,
+    smtp_url: str | None,
+    smtp_from: str | None,
+    alert_webhook_url: str | None,
     store_url: str | None,
     host: str | None,
     port: int | None,
@@ -119,7 +146,15 @@ def serve(
         store_url=store_url,
         upstream_url=upstream_url,
         upstream_timeout=upstream_timeout,
+        spend_check_seconds=spend_check_seconds,
+        smtp_url=smtp_url,
+        smtp_from=smtp_from,
+        alert_webhook_url=alert_webhook_url,
     )
+    if settings.smtp_url is not None and (problem := smtp_problem(settings.smtp_url)):
+        raise click.ClickException(f"the server cannot start: {problem}")
+    if settings.alert_webhook_url is not None and (problem := upstream_problem(settings.alert_webhook_url)):
+        raise click.ClickException(f"the server cannot start: {problem.replace('upstream', 'webhook')}")
     if settings.upstream_url is not None and (problem := upstream_problem(settings.upstream_url)):
         raise click.ClickException(f"the server cannot start: {problem}")
     if lookback_days is not None:

@@ -90,11 +90,13 @@ class Gateway:
         settings: GatewaySettings,
         authenticate: Callable[[Request, str], Any],
         read_body: Callable[[Request, int], Any],
+        admit: Callable[[str], None],
         clock: Callable[[], float],
     ) -> None:
         self._settings = settings
         self._authenticate = authenticate
         self._read_body = read_body
+        self._admit = admit
         self._clock = clock
         self._spool: Spool | None = None
         self._upstream = settings.upstream_url.rstrip("/")
@@ -132,6 +134,8 @@ class Gateway:
         if path.startswith(OWN_PREFIXES):
             raise ApiError(404, f"Invalid URL ({request.method} {request.url.path})")
         key = await self._authenticate(request, MODEL)
+        # Archived projects and reached spend limits: a lookup in figures kept current.
+        self._admit(key.project_id or "")
         body = await self._read_body(request, self._settings.max_body_bytes)
         record = RECORDED.get(path) if request.method == "POST" else None
         asked = _request_fields(body, request.headers.get("content-type", "")) if record else {}

@@ -10,11 +10,11 @@ import sqlite3
 import tempfile
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -25,12 +25,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from ..admin import AdminPlane
 from ..catalogue import ENDPOINTS, Endpoint
 from ..costs import PriceBook, cost_results
+from ..gateway import PROXIED_METHODS, Gateway, GatewaySettings, Spool
 from ..keyring import READ, WRITE, ApiKey, Keyring
 from ..settings import Settings
 from ..store import EventStore, StoreFull, open_store
-from ..store.base import Row
+from ..store.base import AppendResult, Row
 from .batches import fast_rows
 from .commits import GroupCommitter
 from .cursor import CursorSigner
@@ -41,9 +43,6 @@ from .openapi import openapi_document
 from .pages import PageLimits, ResultsFor, build_page, usage_results
 from .params import parse_query
 from .ratelimit import FailureLimiter, RateLimiter
-
-if TYPE_CHECKING:
-    from ..gateway import Gateway
 
 log = logging.getLogger("openusage.server")
 
@@ -230,15 +229,21 @@ def create_app(
     # (httpx's ASGI transport runs none).
     state: dict[str, EventStore] = {} if store is None else {"store": store}
 
+    admin = AdminPlane(settings, keyring, lambda: state["store"], book, clock)
+
+    async def store_rows(rows: Sequence[Row]) -> AppendResult:
+        """Rows stored durably through the group commit; their new projects listed."""
+        result = await committer().append(rows)
+        await admin.note(rows)
+        return result
+
     gateway: Gateway | None = None
     if settings.upstream_url:
-        # Imported here: the gateway uses the server's parts, and only a gateway needs it.
-        from ..gateway import PROXIED_METHODS, Gateway, GatewaySettings, Spool
-
         gateway = Gateway(
             GatewaySettings(settings.upstream_url, settings.upstream_api_key, settings.upstream_timeout),
             auth.require,
             read_body,
+            admin.watch.admit,
             clock,
         )
 
@@ -246,16 +251,17 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state["store"] = store or open_store(settings.store, memory_limit=settings.db_memory_limit)
         try:
-            if gateway is None:
-                yield
-                return
-            spool = Spool(
-                settings.resolved_spool_path,
-                lambda events: parse_events(events, EventRules(now=int(clock()))),
-                lambda rows: committer().append(rows),
-            )
-            async with gateway.running(spool):
-                yield
+            async with admin.running():
+                if gateway is None:
+                    yield
+                    return
+                spool = Spool(
+                    settings.resolved_spool_path,
+                    lambda events: parse_events(events, EventRules(now=int(clock()))),
+                    store_rows,
+                )
+                async with gateway.running(spool):
+                    yield
         finally:
             if store is None or close_store:
                 state["store"].close()
@@ -307,7 +313,7 @@ def create_app(
             request.headers.get("content-type", ""),
         )
         try:
-            result = await committer().append(rows)
+            result = await store_rows(rows)
         except StoreFull as full:
             raise ApiError(507, f"The batch was not stored: {full}.", type="server_error") from None
         return json_response(
@@ -364,6 +370,7 @@ def create_app(
         return json_response(ApiError(exc.status_code, message).body(), exc.status_code)
 
     routes = [Route("/v1" + e.path, read_endpoint(e), methods=["GET"]) for e in ENDPOINTS]
+    routes += admin.routes(auth.require, read_body, json_response)
     routes += [
         Route("/v1/organization/usage/events", ingest, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),

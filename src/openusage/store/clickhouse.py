@@ -368,6 +368,10 @@ class ClickHouseStore:
         ((last,),) = self._con.rows("SELECT max(seq) FROM events")
         return int(last or 0)
 
+    def project_ids(self) -> list[str]:
+        rows = self._con.rows("SELECT DISTINCT project_id FROM events WHERE project_id IS NOT NULL")
+        return [str(row[0]) for row in rows]
+
     def stored_events(self, after: int, limit: int) -> list[Stored]:
         rows = self._con.rows(
             f"SELECT seq, {', '.join(COLUMNS)} FROM events WHERE seq > {int(after)} "

@@ -240,6 +240,14 @@ class DuckDBStore:
         (last,) = self._cursor().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()  # type: ignore[misc]
         return int(last)
 
+    def project_ids(self) -> list[str]:
+        rows = (
+            self._cursor()
+            .execute("SELECT DISTINCT project_id FROM events WHERE project_id IS NOT NULL")
+            .fetchall()
+        )
+        return [str(row[0]) for row in rows]
+
     def stored_events(self, after: int, limit: int) -> list[Stored]:
         rows = (
             self._cursor()
