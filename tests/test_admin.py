@@ -422,3 +422,56 @@ def test_a_limit_enforces_from_the_cent_it_is_reached_and_an_alert_fires_once_a_
     spent["proj_a"] = Decimal("5.00")
     watch.refresh()
     assert [f[2] for f in fired] == ["2026-11", "2026-12"]
+
+
+def test_the_cli_manages_projects_limits_and_alerts(server: Server) -> None:
+    def cli(*args: str) -> str:
+        done = server.cli_plain(*args, "--base-url", server.api, "--api-key", server.admin_key)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    project_id = cli("projects", "create", "CLI team").strip()
+    assert project_id.startswith("proj_") and "CLI team" in cli("projects", "list")
+    assert "is now named 'Renamed'" in cli("projects", "rename", project_id, "Renamed")
+    assert "Renamed" in cli("projects", "list")
+    cli("projects", "archive", project_id)
+    assert project_id not in cli("projects", "list") and project_id in cli("projects", "list", "--archived")
+
+    other = cli("projects", "create", "Limited by CLI").strip()
+    assert cli("limits", "set", "12.50", "--project", other).strip() == "$12.50 a month, inactive"
+    assert cli("limits", "show", "--project", other).strip() == "$12.50 a month, inactive"
+    assert cli("limits", "clear", "--project", other).strip() == "spend limit removed"
+    assert cli("limits", "show", "--project", other).strip() == "no spend limit"
+    assert cli("limits", "clear", "--project", other).strip() == "there was no spend limit"
+    for amount in ("12.345", "-1", "ten", "nan"):
+        wrong = server.cli_plain(
+            "limits", "set", amount, "--base-url", server.api, "--api-key", server.admin_key
+        )
+        assert wrong.returncode == 2 and ("Invalid value" in wrong.stderr or "No such option" in wrong.stderr)
+
+    alert_id = cli("alerts", "create", "10", "--email", "a@example.com", "--project", other).strip()
+    assert alert_id in cli("alerts", "list", "--project", other) and "$10.00" in cli(
+        "alerts", "list", "--project", other
+    )
+    assert cli("alerts", "delete", alert_id, "--project", other).strip() == f"deleted {alert_id}"
+    assert alert_id not in cli("alerts", "list", "--project", other)
+    missing = server.cli_plain(
+        "alerts", "delete", alert_id, "--base-url", server.api, "--api-key", server.admin_key
+    )
+    assert missing.returncode == 3 and "404" in missing.stderr
+
+
+def test_the_python_client_walks_every_page_and_raises_typed_errors(server: Server) -> None:
+    from openusage import AdminApi
+    from openusage.client import NotFoundError
+
+    with AdminApi(server.admin_key, base_url=server.api) as api:
+        made = [api.create_project(f"Bulk {n}").id for n in range(105)]  # past one page of 100
+        assert set(made) <= {p.id for p in api.projects()}
+        assert api.spend_limit(made[0]) is None
+        assert api.set_spend_limit(500, made[0]).threshold_amount == 500
+        assert api.clear_spend_limit(made[0]) and not api.clear_spend_limit(made[0])
+        alert = api.create_spend_alert(700, ["a@example.com"], project_id=made[0])
+        assert [a.id for a in api.spend_alerts(made[0])] == [alert.id]
+        with pytest.raises(NotFoundError):
+            api.project("proj_nobody")

@@ -121,3 +121,5 @@ def test_every_block_works_when_pasted_in_order(demo: tuple[int, Path]) -> None:
     # The gateway's example: a chat completion through the demo's fake upstream, then seen
     assert "Hello from the fake upstream." in done.stdout
     assert re.search(r"user_me\s.*gpt-5-mini", done.stdout), done.stdout[-3000:]
+    assert "proj_demo is now named 'Demo team'" in done.stdout
+    assert "$250.00 a month, inactive" in done.stdout

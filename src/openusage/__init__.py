@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from .catalogue import ENDPOINTS, USAGE_ENDPOINTS, Dimension, Endpoint, Metric
 from .client import (
+    AdminApi,
     APIStatusError,
     AsyncUsageApi,
     AsyncUsagePage,
@@ -16,6 +17,7 @@ from .settings import Settings
 
 __all__ = [
     "APIStatusError",
+    "AdminApi",
     "AsyncUsageApi",
     "AsyncUsagePage",
     "Dimension",

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from .admin import alerts, limits, projects
 from .clickhouse import clickhouse
 from .gateway import fake_upstream
 from .ingest import ingest
@@ -27,7 +28,8 @@ def main() -> None:
 
 
 for command in (
-    serve, demo, keys, ingest, usage, costs, prices, backup, rollups, clickhouse, migrate, fake_upstream
+    serve, demo, keys, ingest, usage, costs, prices, backup, rollups, clickhouse, migrate, fake_upstream,
+    projects, limits, alerts,
 ):  # fmt: skip
     main.add_command(command)
 

@@ -1,5 +1,6 @@
 """The Python client of the Usage & Costs API."""
 
+from .admin import AdminApi
 from .api import AsyncUsageApi, UsageApi
 from .errors import (
     APIConnectionError,
@@ -19,6 +20,7 @@ from .models import Bucket, CostsResult, UsageResponse, UsageResult
 from .pages import AsyncUsagePage, UsagePage
 
 __all__ = [
+    "AdminApi",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
