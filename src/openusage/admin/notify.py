@@ -48,14 +48,14 @@ class Notifier:
 
     def __call__(self, alert: SpendAlert, spent: Decimal, month: str) -> None:
         scope = "the organization" if alert.project_id == ORGANIZATION else f"project {alert.project_id}"
-        summary = (
-            f"Spend alert {alert.id}: {scope} has spent ${spent:,.2f} in {month}, "
-            f"reaching its alert at ${Decimal(alert.threshold_cents) / 100:,.2f}."
-        )
+        threshold = f"${Decimal(alert.threshold_cents) / 100:,.2f}"
+        headline = f"{scope} passed {threshold} in {month}"
+        summary = f"Spend alert {alert.id}: {scope} has spent ${spent:,.2f} in {month}"
+        summary += f", reaching its alert at {threshold}."
         log.warning(summary)
         if self.smtp_url and alert.recipients:
             try:
-                self._email(alert, summary)
+                self._email(alert, headline, summary)
             except (OSError, smtplib.SMTPException) as exc:
                 log.error("the email of spend alert %s could not be sent: %s", alert.id, exc)
         if self.webhook_url:
@@ -64,12 +64,12 @@ class Notifier:
             except httpx.HTTPError as exc:
                 log.error("the webhook of spend alert %s could not be called: %s", alert.id, exc)
 
-    def _email(self, alert: SpendAlert, summary: str) -> None:
+    def _email(self, alert: SpendAlert, headline: str, summary: str) -> None:
         assert self.smtp_url is not None
         parts = urlsplit(self.smtp_url)
         message = EmailMessage()
         prefix = f"{alert.subject_prefix} " if alert.subject_prefix else ""
-        message["Subject"] = f"{prefix}Spend alert: {summary.split(': ', 1)[1].split(',')[0]}"
+        message["Subject"] = f"{prefix}Spend alert: {headline}"
         message["From"] = self.sender
         message["To"] = ", ".join(alert.recipients)
         message.set_content(summary + "\n")

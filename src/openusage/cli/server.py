@@ -153,9 +153,11 @@ def serve(
     )
     if settings.smtp_url is not None and (problem := smtp_problem(settings.smtp_url)):
         raise click.ClickException(f"the server cannot start: {problem}")
-    if settings.alert_webhook_url is not None and (problem := upstream_problem(settings.alert_webhook_url)):
-        raise click.ClickException(f"the server cannot start: {problem.replace('upstream', 'webhook')}")
-    if settings.upstream_url is not None and (problem := upstream_problem(settings.upstream_url)):
+    if settings.alert_webhook_url is not None and (
+        problem := url_problem(settings.alert_webhook_url, "webhook")
+    ):
+        raise click.ClickException(f"the server cannot start: {problem}")
+    if settings.upstream_url is not None and (problem := url_problem(settings.upstream_url, "upstream")):
         raise click.ClickException(f"the server cannot start: {problem}")
     if lookback_days is not None:
         settings = replace(settings, lookback_days=lookback_days or None)
@@ -207,16 +209,16 @@ def serve(
     uvicorn.Server(config).run(sockets=[listener])
 
 
-def upstream_problem(url: str) -> str | None:
-    """Why an upstream URL cannot be used, or None."""
+def url_problem(url: str, what: str) -> str | None:
+    """Why the URL of the upstream (or the webhook) cannot be used, or None."""
     import httpx
 
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        return f"the upstream URL {url!r} is not a URL ({exc})"
+        return f"the {what} URL {url!r} is not a URL ({exc})"
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        return f"the upstream URL {url!r} must be http(s)://HOST[:PORT]/PATH, like https://api.openai.com/v1"
+        return f"the {what} URL {url!r} must be http(s)://HOST[:PORT]/PATH"
     return None
 
 

@@ -68,7 +68,7 @@ _NOT_FORWARDED = {
     "accept-encoding",
 }
 #: multipart fields the recording reads (the rest, files included, are not kept)
-_FORM_FIELDS = {b"model", b"size", b"n"}
+_FORM_FIELDS = {b"model", b"size"}
 
 
 @dataclass
