@@ -57,6 +57,19 @@ def test_projects_are_created_read_renamed_listed_and_archived(admin: openai.Ope
     assert made[2].id in [p.id for p in projects.list(include_archived=True)]
 
 
+def test_an_archived_projects_proxy_keys_stop_at_once(server: Server, admin: openai.OpenAI) -> None:
+    project = admin.admin.organization.projects.create(name="Soon archived")
+    secret, _ = proxy_key(server, project.id)
+    headers = {"Authorization": f"Bearer {secret}"}
+    body = {"model": "before-archive", "messages": [{"role": "user", "content": "x"}]}
+    assert httpx.post(server.api + "/chat/completions", json=body, headers=headers).status_code == 200
+    admin.admin.organization.projects.archive(project.id)
+    refused = httpx.post(server.api + "/chat/completions", json=body, headers=headers)
+    assert refused.status_code == 401 and "archived" in refused.json()["error"]["message"]
+    (listed,) = admin.admin.organization.projects.api_keys.list(project.id)
+    assert listed.owner_project_access == "inactive"
+
+
 def test_a_project_seen_only_in_usage_is_listed_without_a_name(server: Server, admin: openai.OpenAI) -> None:
     server.ingest_ok([event("completions", server.window(), project_id="proj_from_usage", input_tokens=1)])
     seen = admin.admin.organization.projects.retrieve("proj_from_usage")
