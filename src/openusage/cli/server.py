@@ -188,6 +188,7 @@ def serve(
     base = f"http://{settings.host}:{settings.port}/v1"
     memory = settings.db_memory_limit or "80% of RAM"
     click.echo(f"Usage API on {base}  (store {settings.store}, memory limit {memory})")
+    click.echo(f"Dashboard on http://{settings.host}:{settings.port}/")
     if settings.upstream_url:
         click.echo(
             f"Gateway: model calls to {base} with a proxy key go to {settings.upstream_url}; "

@@ -23,11 +23,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ..admin import AdminPlane
 from ..catalogue import ENDPOINTS, Endpoint
 from ..costs import PriceBook, cost_results
+from ..dashboard import dashboard_routes
 from ..gateway import PROXIED_METHODS, Gateway, GatewaySettings, Spool
 from ..keyring import READ, WRITE, ApiKey, Keyring
 from ..settings import Settings
@@ -369,7 +370,7 @@ def create_app(
         )
         return json_response(ApiError(exc.status_code, message).body(), exc.status_code)
 
-    routes = [Route("/v1" + e.path, read_endpoint(e), methods=["GET"]) for e in ENDPOINTS]
+    routes: list[BaseRoute] = [Route("/v1" + e.path, read_endpoint(e), methods=["GET"]) for e in ENDPOINTS]
     routes += admin.routes(auth.require, read_body, json_response)
     routes += [
         Route("/v1/organization/usage/events", ingest, methods=["POST"]),
@@ -377,6 +378,7 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Route("/v1/admin/backup", backup, methods=["POST"]),
     ]
+    routes += dashboard_routes()
     if gateway is not None:
         # Last: everything else under /v1 is the upstream's.
         routes.append(Route("/v1/{path:path}", gateway.handle, methods=PROXIED_METHODS))
