@@ -20,7 +20,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
-from .conftest import Server, run_cli, start_server, stop_server
+from .conftest import Server, event, run_cli, start_server, stop_server
 
 IMAGES = Path(__file__).parent.parent / "docs" / "images"
 DAY = 86400
@@ -35,6 +35,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running.client() as c:
         limit = {"currency": "USD", "interval": "month", "threshold_amount": 500_000}
         assert c.post("/organization/spend_limit", json=limit).status_code == 200
+    # Usage the price book has no price for, which the spend view must show.
+    mystery = event("completions", int(time.time()) - 3600, model="mystery-model", input_tokens=4321)
+    running.ingest_ok([mystery])
     yield running
     stop_server(running)
 
@@ -139,6 +142,14 @@ def test_spend_shows_the_costs_the_api_returns_with_the_limit_and_a_csv_of_the_t
     assert len(rows) == sum(len(b["results"]) for b in costs)
     cards = browser.find_element(By.ID, "cards").text
     assert "Spend limit (organization)" in cards and "$5,000.00" in cards
+    month_start = (
+        int(time.mktime(time.strptime(time.strftime("%Y-%m-01", time.gmtime()), "%Y-%m-%d"))) - time.timezone
+    )
+    month = demo.walk("/organization/costs", {"start_time": month_start, "limit": 31})
+    month_total = sum(Decimal(str(r["amount"]["value"])) for b in month for r in b["results"])
+    assert f"${month_total:,.2f}" in cards  # this month's total, to the cent
+    unpriced = browser.find_element(By.ID, "unpriced").text
+    assert "mystery-model, input (unpriced): 4,321" in unpriced
     browser.save_screenshot(str(IMAGES / "dashboard-spend.png"))
 
     browser.find_element(By.ID, "download").click()
@@ -227,10 +238,29 @@ def test_costs_of_180_days_by_line_item(demo: Server, browser: webdriver.Chrome)
     today = time.strftime("%Y-%m-%d", time.gmtime())
     first = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 179 * DAY))
     sign_in(browser, demo, f"/?start={first}&end={today}")
-    print(
-        f"\n180 days of costs by line item: {browser.execute_script('return window.dashboardTimings.lastDraw'):.0f} ms (target 1,000)"
-    )
+    took = browser.execute_script("return window.dashboardTimings.lastDraw")
+    print(f"\n180 days of costs by line item: {took:.0f} ms (target 1,000)")
     assert table(browser)[2][0] == "total"
+
+
+def test_the_views_and_filters_work_from_the_keyboard(demo: Server, browser: webdriver.Chrome) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    sign_in(browser, demo)
+    usage = browser.find_element(By.ID, "view-usage")
+    browser.execute_script("arguments[0].focus()", browser.find_element(By.ID, "view-spend"))
+    browser.switch_to.active_element.send_keys(Keys.TAB)  # from Spend to Usage
+    assert browser.switch_to.active_element == usage
+    before = draws(browser)
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    redrawn(browser, before)
+    assert usage.get_attribute("aria-pressed") == "true" and "view=usage" in browser.current_url
+    group = browser.find_element(By.ID, "group")
+    browser.execute_script("arguments[0].focus()", group)
+    before = draws(browser)
+    group.send_keys(Keys.ARROW_DOWN)  # the next grouping, chosen with the keyboard
+    redrawn(browser, before)
+    assert table(browser)[0][1] == Select(group).first_selected_option.get_attribute("value")
 
 
 def test_the_page_fits_a_phone_and_keeps_to_its_own_origin(demo: Server, browser: webdriver.Chrome) -> None:

@@ -288,9 +288,13 @@ async function drawSpend(state, mine) {
   const now = Math.floor(Date.now() / 1000);
   const monthStart = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), 1) / 1000;
   const limitPath = state.project ? `/organization/projects/${encodeURIComponent(state.project)}/spend_limit` : "/organization/spend_limit";
+  // The month so far is asked for apart only when the range does not hold it.
+  const rangeHoldsMonth = start <= monthStart && end >= now;
   const [costs, month, limit] = await Promise.all([
     buckets("/organization/costs", { start_time: start, end_time: end, bucket_width: "1d", limit: Math.min(days, 180), "group_by[]": groupBy, ...filters }),
-    buckets("/organization/costs", { start_time: monthStart, end_time: now, bucket_width: "1d", limit: 31, "group_by[]": ["line_item"], ...filters }),
+    rangeHoldsMonth
+      ? null
+      : buckets("/organization/costs", { start_time: monthStart, end_time: now, bucket_width: "1d", limit: 31, "group_by[]": ["line_item"], ...filters }),
     api(limitPath).catch((error) => (error.status === 404 ? null : Promise.reject(error))),
   ]);
   if (mine !== drawing) return;
@@ -320,7 +324,8 @@ async function drawSpend(state, mine) {
     { name: state.stack.replace("_", " ") },
     { name: "amount (USD)", numeric: true, format: (v) => v.toFixed(9), csv: (v) => v.toFixed(9) },
   ], merged, ["total", "", sum]);
-  const monthTotal = month.flatMap((b) => b.results).filter(keep).reduce((s, r) => s + r.amount.value, 0);
+  const monthBuckets = month || costs.filter((b) => b.start_time >= monthStart);
+  const monthTotal = monthBuckets.flatMap((b) => b.results).filter(keep).reduce((s, r) => s + r.amount.value, 0);
   drawCards(monthTotal, sum, limit, state);
   const items = Object.entries(unpriced);
   $("unpriced").hidden = !items.length;
