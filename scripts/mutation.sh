@@ -4,6 +4,8 @@
 # no test notices "survives". Slow (minutes to an hour a module), so not part of CI.
 #   bash scripts/mutation.sh               every module below
 #   bash scripts/mutation.sh buckets       one of them (MUTATION_RESUME=1 goes on with a session)
+#   MUTATION_SAMPLE=50 bash scripts/mutation.sh store   a random sample of 50 of its mutants
+#                                          (MUTATION_SEED, default 1, picks which)
 # It changes source files while it runs: run it in a copy, e.g. a git worktree beside this
 # checkout with a link to this .venv (see docs/testing.md). Tests import the copy's src/.
 # Sessions and reports go to .mutation/; docs/testing.md records the last figures.
@@ -23,7 +25,7 @@ events|src/openusage/server/events.py|40|tests/test_event_rules.py tests/test_se
 batches|src/openusage/server/batches.py|40|tests/test_event_batches.py tests/test_event_rules.py
 lineitems|src/openusage/costs/lineitems.py|60|tests/test_costs.py
 report|src/openusage/costs/report.py|60|tests/test_costs.py
-store|src/openusage/store/duckdb.py|60|tests/test_group_commit.py tests/test_rollups.py tests/test_store_gauge.py tests/test_store_limits.py tests/test_store_schema.py
+store|src/openusage/store/duckdb.py|240|tests/test_group_commit.py tests/test_rollups.py tests/test_store_gauge.py tests/test_store_limits.py tests/test_store_schema.py
 "
 
 # Operators that turn arithmetic into bit twiddling make many mutants that any test kills;
@@ -52,6 +54,22 @@ TOML
     rm -f "$session"
     .venv/bin/cosmic-ray init "$config" "$session"
     .venv/bin/cr-filter-operators "$session" "$config"
+    if [ -n "${MUTATION_SAMPLE:-}" ]; then
+      # Every mutant not drawn is set aside as skipped: the report counts only the sample.
+      .venv/bin/python - "$session" "$MUTATION_SAMPLE" "${MUTATION_SEED:-1}" <<'PYTHON'
+import random, sqlite3, sys
+session, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+db = sqlite3.connect(session)
+pending = sorted(r[0] for r in db.execute(
+    "SELECT job_id FROM work_items WHERE job_id NOT IN (SELECT job_id FROM work_results)"))
+drawn = set(random.Random(seed).sample(pending, min(size, len(pending))))
+db.executemany("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
+               "VALUES ('SKIPPED', 'not in the sample', NULL, NULL, ?)",
+               [(job,) for job in pending if job not in drawn])
+db.commit()
+print(f"sampled {len(drawn)} of {len(pending)} mutants")
+PYTHON
+    fi
   fi
   .venv/bin/cosmic-ray exec "$config" "$session"
   .venv/bin/cr-report "$session" --show-pending > ".mutation/$name.report.txt" || true
