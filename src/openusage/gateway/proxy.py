@@ -137,11 +137,12 @@ class Gateway:
         # Archived projects and reached spend limits: a lookup in figures kept current.
         self._admit(key.project_id or "")
         body = await self._read_body(request, self._settings.max_body_bytes)
-        record = RECORDED.get(path) if request.method == "POST" else None
+        endpoint = path.rstrip("/")  # a trailing slash must not dodge the recording
+        record = RECORDED.get(endpoint) if request.method == "POST" else None
         asked = _request_fields(body, request.headers.get("content-type", "")) if record else {}
         streamed = asked.get("stream") is True
         added_usage = False
-        if record and streamed and path in USAGE_ON_REQUEST:
+        if record and streamed and endpoint in USAGE_ON_REQUEST:
             options = asked.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 body = orjson.dumps({**asked, "stream_options": {**(options or {}), "include_usage": True}})
@@ -158,8 +159,8 @@ class Gateway:
 
         if record is None or not 200 <= status < 300:
             return _answered(StreamingResponse(_raw(upstream), status), upstream)
-        if streamed or path == "audio/speech":
-            relay = Relay(upstream, recorded, added_usage, is_speech=path == "audio/speech")
+        if streamed or endpoint == "audio/speech":
+            relay = Relay(upstream, recorded, added_usage, is_speech=endpoint == "audio/speech")
             return _answered(StreamingResponse(self._stream(relay), status), upstream)
         try:
             content = await upstream.read()
