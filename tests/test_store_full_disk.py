@@ -5,6 +5,7 @@ database lives on a small tmpfs (mounted as root, as the tests run in CI)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,10 +58,14 @@ def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(small_disk: Path) -
         # Leave the disk almost full: a write that met it would invalidate the database.
         free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
         with filler.open("wb") as f:
-            f.write(b"\0" * (free - 2**20))
+            f.write(b"\0" * (free - 3 * 2**20))
         refused = server.ingest(batch(1))
         assert refused.status_code == 507, refused.text
-        assert "MiB free" in refused.json()["error"]["message"]
+        # The message says how much room there is and how much a write needs, in MiB.
+        said = re.search(r"has (\d+) MiB free; writes need (\d+) MiB", refused.json()["error"]["message"])
+        assert said is not None, refused.text
+        left = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize // 2**20
+        assert abs(int(said[1]) - left) <= 1 and int(said[2]) >= 64
         health = httpx.get(server.base_url + "/health").json()
         assert health["status"] == "degraded" and "free" in health["reason"]
         assert total(server) == acknowledged  # reads go on, and nothing acknowledged is lost
