@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +146,32 @@ def test_every_way_of_answering_gives_the_plain_sums_on_clickhouse(
     want = expected(events, aggregation)
     for plan in ways_of_answering(aggregation):
         assert answered(chdb_store.aggregate(aggregation, using=plan), aggregation) == want, plan
+
+
+def test_both_stores_list_the_projects_their_events_name(chdb_store: ClickHouseStore, tmp_path: Path) -> None:
+    """What the admin plane lists as projects seen in usage, on either store."""
+    from openusage.store import DuckDBStore
+
+    events = [
+        {"id": f"named-{p}", "type": "embeddings", "timestamp": DAY0, "project_id": p, "input_tokens": 1}
+        for p in ("proj_listed_a", "proj_listed_b")
+    ]
+    events += [
+        {
+            "id": "named-again",
+            "type": "embeddings",
+            "timestamp": DAY0,
+            "project_id": "proj_listed_a",
+            "input_tokens": 1,
+        },
+        {"id": "unnamed", "type": "embeddings", "timestamp": DAY0, "input_tokens": 1},
+    ]
+    duck = DuckDBStore(tmp_path / "listed.duckdb")
+    try:
+        for store in (duck, chdb_store):
+            store.append(parse_events(events, EventRules(now=DAY0)))
+        assert sorted(duck.project_ids()) == ["proj_listed_a", "proj_listed_b"]
+        assert {"proj_listed_a", "proj_listed_b"} <= set(chdb_store.project_ids())
+        assert None not in chdb_store.project_ids()
+    finally:
+        duck.close()
