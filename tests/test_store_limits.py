@@ -107,3 +107,48 @@ def test_a_store_that_cannot_roll_up_at_close_still_closes_and_loses_nothing(tmp
         assert sum(metrics[0] for _, _, metrics in reopened.aggregate(query)) == 500_000
     finally:
         reopened.close()
+
+
+def test_a_write_that_fails_inside_its_transaction_leaves_the_store_working(tmp_path: Path) -> None:
+    """A batch that fails halfway into its commit is rolled back: nothing of it is stored,
+    and the next batch commits as if it had never been tried."""
+    store = DuckDBStore(tmp_path / "rollback.duckdb")
+    try:
+        good = parse_events(
+            [{"id": f"ok-{i}", "type": "embeddings", "timestamp": DAY0, "input_tokens": 1} for i in range(3)],
+            EventRules(now=DAY0),
+        )
+        broken = [tuple("not a number" if i == len(COLUMNS) - 1 else v for i, v in enumerate(good[0]))]
+        broken[0] = ("broken", *broken[0][1:])
+        try:
+            store.append(broken)
+        except Exception:  # the table of the batch cannot be made: the write fails
+            pass
+        else:
+            raise AssertionError("a row with text for a count was stored")
+        assert store.append(good).inserted == 3
+        assert store.stored_events(0, 10) and {e[1][0] for e in store.stored_events(0, 10)} == {
+            "ok-0",
+            "ok-1",
+            "ok-2",
+        }
+    finally:
+        store.close()
+
+
+def test_the_count_of_events_not_rolled_up_is_exact(tmp_path: Path) -> None:
+    """``openusage rollups show`` says how many events are not rolled up yet."""
+    store = DuckDBStore(tmp_path / "unrolled.duckdb")
+    try:
+        events = [
+            {"id": f"u-{i}", "type": "embeddings", "timestamp": DAY0, "input_tokens": 1} for i in range(7)
+        ]
+        store.roll()
+        assert store.unrolled() == 0
+        with store._maintenance_lock:  # the background roller waits: the count is seen before a roll
+            store.append(parse_events(events, EventRules(now=DAY0)))
+            assert store.unrolled() == 7
+        store.roll()
+        assert store.unrolled() == 0
+    finally:
+        store.close()
