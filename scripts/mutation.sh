@@ -25,7 +25,7 @@ events|src/openusage/server/events.py|40|tests/test_event_rules.py tests/test_se
 batches|src/openusage/server/batches.py|40|tests/test_event_batches.py tests/test_event_rules.py
 lineitems|src/openusage/costs/lineitems.py|60|tests/test_costs.py
 report|src/openusage/costs/report.py|60|tests/test_costs.py
-store|src/openusage/store/duckdb.py|240|tests/test_group_commit.py tests/test_rollups.py tests/test_store_gauge.py tests/test_store_limits.py tests/test_store_schema.py tests/test_store_full_disk.py tests/test_costs.py
+store|src/openusage/store/duckdb.py|240|tests/test_group_commit.py tests/test_rollups.py tests/test_store_gauge.py tests/test_store_limits.py tests/test_store_schema.py tests/test_store_full_disk.py tests/test_costs.py tests/test_clickhouse.py::test_both_stores_list_the_projects_their_events_name tests/test_reliability.py::test_the_server_refuses_to_start_on_a_database_it_cannot_open
 "
 
 # Operators that turn arithmetic into bit twiddling make many mutants that any test kills;

@@ -65,7 +65,8 @@ def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(small_disk: Path) -
         said = re.search(r"has (\d+) MiB free; writes need (\d+) MiB", refused.json()["error"]["message"])
         assert said is not None, refused.text
         left = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize // 2**20
-        assert abs(int(said[1]) - left) <= 1 and int(said[2]) >= 64
+        assert abs(int(said[1]) - left) <= 1
+        assert 64 <= int(said[2]) < 128  # 64 MiB spare, the log and the batch: a few MiB here
         health = httpx.get(server.base_url + "/health").json()
         assert health["status"] == "degraded" and "free" in health["reason"]
         assert total(server) == acknowledged  # reads go on, and nothing acknowledged is lost
