@@ -487,3 +487,29 @@ def test_a_key_file_from_before_proxy_keys_opens_and_its_keys_keep_working(tmp_p
     made, proxy_secret = keyring.create("proxy", project_id="proj_new", user_id="user_new")
     assert keyring.find(proxy_secret) == made
     assert [k.id for k in keyring.list()] == ["key_old", made.id]
+
+
+def test_a_spooled_event_the_store_refuses_is_set_aside_and_the_rest_stored(tmp_path: Path) -> None:
+    import asyncio
+
+    from openusage.gateway.spool import Spool
+
+    stored: list[Any] = []
+
+    def rows_of(events: list[Any]) -> list[Any]:
+        if any(e["id"] == "bad" for e in events):
+            raise ValueError("not an event")
+        return events
+
+    async def store_rows(rows: list[Any]) -> None:
+        stored.extend(rows)
+
+    async def scenario() -> None:
+        spool = Spool(tmp_path / "spool.ndjson", rows_of, store_rows)
+        spool.append([{"id": "a"}, {"id": "bad"}, {"id": "b"}])
+        assert await spool.feed() == 3 and spool.backlog_bytes() == 0
+        spool.close()
+
+    asyncio.run(scenario())
+    assert [e["id"] for e in stored] == ["a", "b"]
+    assert orjson.loads((tmp_path / "spool.ndjson.rejected").read_bytes()) == {"id": "bad"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -56,9 +57,14 @@ class AdminPlane:
     async def note(self, rows: Sequence[Row]) -> None:
         """List the projects these stored events name, if they are new."""
         new = {row[_PROJECT] for row in rows if row[_PROJECT] is not None} - self._known
-        if new:
+        if not new:
+            return
+        try:
             await run_in_threadpool(self.registry.saw_projects, new, int(self._clock()))
-            self._known |= new
+        except sqlite3.Error as exc:  # the events are stored: listing them waits for the next batch
+            log.warning("new projects could not be listed yet: %s", exc)
+            return
+        self._known |= new
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

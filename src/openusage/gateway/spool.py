@@ -46,6 +46,7 @@ class Spool:
     ) -> None:
         self._path = path
         self._done_path = path.with_name(path.name + ".done")
+        self._rejected_path = path.with_name(path.name + ".rejected")
         self._rows_of = rows_of
         self._store_rows = store_rows
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -102,9 +103,25 @@ class Spool:
                 events.append(orjson.loads(line))
             except orjson.JSONDecodeError:
                 log.error("a damaged line of the spool %s was skipped: %r", self._path, line[:200])
-        await self._store_rows(self._rows_of(events))
+        await self._store_rows(self._taken(events))
         self._mark_done(self._done + sum(len(line) for line in lines))
         return len(events)
+
+    def _taken(self, events: list[Any]) -> list[Row]:
+        """The rows of the events; one the store cannot take (they are checked before they are
+        spooled, so none should be) is set aside in a file of its own, not retried for ever."""
+        try:
+            return self._rows_of(events)
+        except Exception:
+            rows: list[Row] = []
+            for event in events:
+                try:
+                    rows += self._rows_of([event])
+                except Exception as exc:
+                    log.error("a spooled usage event was set aside in %s: %s", self._rejected_path, exc)
+                    with self._rejected_path.open("ab") as rejected:
+                        rejected.write(orjson.dumps(event) + b"\n")
+            return rows
 
     def _mark_done(self, done: int) -> None:
         self._done = done
