@@ -149,6 +149,16 @@ def _channel(value: Any) -> tuple[tuple[str, ...], str | None]:
     return tuple(recipients), prefix
 
 
+ALERT_FIELDS = {"threshold_amount", "currency", "interval", "notification_channel"}
+
+
+def _alert_fields(body: dict[str, Any]) -> tuple[int, tuple[str, ...], str | None]:
+    """An alert's amount in cents, recipients and subject prefix, each checked."""
+    _fields(body, ALERT_FIELDS, ALERT_FIELDS)
+    recipients, prefix = _channel(body["notification_channel"])
+    return _threshold(body), recipients, prefix
+
+
 def admin_routes(
     registry: Registry,
     keyring: Keyring,
@@ -304,13 +314,8 @@ def admin_routes(
         if request.method == "GET":
             alerts = await run_in_threadpool(registry.alerts, scope)
             return json_response(_page([alert_object(a, prefix) for a in alerts], dict(request.query_params)))
-        body = await body_of(request)
-        _fields(body, {"threshold_amount", "currency", "interval", "notification_channel"},
-                {"threshold_amount", "currency", "interval", "notification_channel"})  # fmt: skip
-        recipients, prefix_text = _channel(body["notification_channel"])
-        alert = SpendAlert(
-            new_id("spend_alert_"), scope, _threshold(body), recipients, prefix_text, int(time.time())
-        )
+        cents, recipients, prefix_text = _alert_fields(await body_of(request))
+        alert = SpendAlert(new_id("spend_alert_"), scope, cents, recipients, prefix_text, int(time.time()))
         await run_in_threadpool(registry.save_alert, alert)
         return json_response(alert_object(alert, prefix))
 
@@ -326,11 +331,8 @@ def admin_routes(
         if request.method == "DELETE":
             await run_in_threadpool(registry.delete_alert, alert.id)
             return json_response({"object": f"{prefix}.spend_alert.deleted", "id": alert.id, "deleted": True})
-        body = await body_of(request)
-        _fields(body, {"threshold_amount", "currency", "interval", "notification_channel"},
-                {"threshold_amount", "currency", "interval", "notification_channel"})  # fmt: skip
-        recipients, prefix_text = _channel(body["notification_channel"])
-        updated = SpendAlert(alert.id, scope, _threshold(body), recipients, prefix_text, alert.created_at)
+        cents, recipients, prefix_text = _alert_fields(await body_of(request))
+        updated = SpendAlert(alert.id, scope, cents, recipients, prefix_text, alert.created_at)
         await run_in_threadpool(registry.save_alert, updated)
         return json_response(alert_object(updated, prefix))
 
