@@ -15,7 +15,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel
 
-from .core import ClientConfig, transport_error
+from .core import ClientConfig, request
 from .errors import NotFoundError, error_for
 
 
@@ -95,29 +95,13 @@ class AdminApi:
         body: Any = None,
         retried: bool = True,
     ) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = self._client.request(
-                    method,
-                    self._config.base_url + path,
-                    params=params,
-                    json=body,
-                    headers=self._config.headers(),
-                )
-            except httpx.TransportError as exc:
-                if not (retried and self._config.retry.should_retry(attempt, None)):
-                    raise transport_error(exc) from exc
-                self._sleep(self._config.retry.delay(attempt, None))
-                continue
-            if response.status_code >= 400:
-                if retried and self._config.retry.should_retry(attempt, response):
-                    self._sleep(self._config.retry.delay(attempt, response))
-                    continue
-                raise error_for(response)
-            answer: dict[str, Any] = response.json()
-            return answer
+        response = request(
+            self._client, self._config, method, path, self._sleep, params=params, body=body, retried=retried
+        )
+        if response.status_code >= 400:
+            raise error_for(response)
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def _walk(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Every object of a list, fetching its pages as needed."""

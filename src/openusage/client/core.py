@@ -120,17 +120,35 @@ def send(
     client: httpx.Client, config: ClientConfig, endpoint: Endpoint, params: Params, sleep: Any
 ) -> httpx.Response:
     """GET one page, trying again as the retry policy says."""
+    return request(client, config, "GET", endpoint.path, sleep, params=params)
+
+
+def request(
+    client: httpx.Client,
+    config: ClientConfig,
+    method: str,
+    path: str,
+    sleep: Any,
+    *,
+    params: Any = None,
+    body: Any = None,
+    retried: bool = True,
+) -> httpx.Response:
+    """One call, tried again as the retry policy says unless ``retried`` is false (a call
+    that is not safe to repeat, such as one that creates something)."""
     attempt = 0
     while True:
         attempt += 1
         try:
-            response = client.get(config.base_url + endpoint.path, params=params, headers=config.headers())
+            response = client.request(
+                method, config.base_url + path, params=params, json=body, headers=config.headers()
+            )
         except httpx.TransportError as exc:
-            if not config.retry.should_retry(attempt, None):
+            if not (retried and config.retry.should_retry(attempt, None)):
                 raise transport_error(exc) from exc
             sleep(config.retry.delay(attempt, None))
             continue
-        if response.status_code >= 400 and config.retry.should_retry(attempt, response):
+        if response.status_code >= 400 and retried and config.retry.should_retry(attempt, response):
             sleep(config.retry.delay(attempt, response))
             continue
         return response
