@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from openusage.buckets import iter_buckets
 from openusage.catalogue import USAGE_KINDS, WIDTH_SECONDS
 from openusage.server.events import EventRules, parse_events
-from openusage.store import Aggregation, DuckDBStore
+from openusage.store import Aggregation, DuckDBStore, rollup_tables
 from openusage.store.rollups import ROLLUPS, Extent, Plan, choose, covering
 
 DAY0 = 1_700_006_400  # a UTC midnight
@@ -277,6 +277,49 @@ def test_compaction_leaves_one_row_per_bucket_and_group(tmp_path: Path) -> None:
         assert rows_ == groups, rollup.name
     (hour,) = con.execute("SELECT count(*) FROM rollup_images_hour").fetchone()  # type: ignore[misc]
     assert hour == 2  # two hours of one size and no model or project
+    con.close()
+
+
+@pytest.mark.parametrize("span_rows", [1, 40, 10**6])
+def test_compaction_in_runs_of_days_leaves_one_row_per_bucket_and_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, span_rows: int
+) -> None:
+    """Days with and without rows, touched and untouched, compacted one day per run, a few
+    days per run, and all in one run: the same sums, one row per bucket and group."""
+    monkeypatch.setattr(rollup_tables, "COMPACT_SPAN_ROWS", span_rows)
+    path = tmp_path / "runs.duckdb"
+    store = DuckDBStore(path)
+    days = [0, 1, 2, 5, 6, 9, 30]  # gaps between them; day 30 far from the rest
+    for n in range(3):  # three rolls: three rows per group until compacted
+        store.append(
+            rows(
+                [
+                    {
+                        "id": f"r{n}-{d}-{i}",
+                        "type": "images",
+                        "timestamp": DAY0 + d * 86400 + i * 600,
+                        "images": 2,
+                    }
+                    for d in days
+                    for i in range(d % 4 * 3 + 1)  # days of 1 to 10 images
+                ]
+            )
+        )
+        store.roll()
+    q = query("images", DAY0, DAY0 + 31 * 86400, "1h")
+    before = store.aggregate(q)
+    assert store.compact(force=True) == len(ROLLUPS["images"])
+    assert store.aggregate(q) == before
+    store.close()
+    con = duckdb.connect(str(path))
+    for rollup in ROLLUPS["images"]:
+        keys = ", ".join(["b", *rollup.dimensions])
+        (rows_, groups) = con.execute(
+            f"SELECT count(*), count(DISTINCT ({keys})) FROM {rollup.table}"
+        ).fetchone()  # type: ignore[misc]
+        assert rows_ == groups, rollup.name
+    (images,) = con.execute("SELECT sum(images) FROM rollup_images_day").fetchone()  # type: ignore[misc]
+    assert images == 2 * 3 * sum(d % 4 * 3 + 1 for d in days)
     con.close()
 
 

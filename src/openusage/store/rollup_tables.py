@@ -6,8 +6,9 @@ every rollup and moves the watermark, in one transaction; a query reads the roll
 the raw events past the watermark in one snapshot, so each event counts exactly once.
 
 Rolling appends one row per (grain, group) of the events it folds in; compaction then
-rewrites the days those rows fall in with one row per group, a day per transaction, while
-ingestion and queries go on: DuckDB's snapshots show each query a day before or after.
+rewrites the days those rows fall in with one row per group, a run of days per
+transaction (one day, or several while they hold few rows), while ingestion and queries
+go on: DuckDB's snapshots show each query a run before or after.
 Its work and memory follow what was rolled up since, never the size of the table (a
 rewrite of a whole table ran out of a 512MB memory limit at 7M events).
 """
@@ -15,7 +16,9 @@ rewrite of a whole table ran out of a 512MB memory limit at 7M events).
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable
+from itertools import accumulate
 
 import duckdb
 
@@ -26,7 +29,9 @@ ALL_ROLLUPS: tuple[Rollup, ...] = tuple(r for rollups in ROLLUPS.values() for r 
 
 #: compaction waits until a table has this many new rows, or a quarter of its size
 COMPACT_MIN_ROWS = 20_000
-#: compaction rewrites a table a day of buckets at a time
+#: compaction rewrites a table a day of buckets at a time, or several days when together
+#: they hold at most this many rows (a backfill touches hundreds of small days)
+COMPACT_SPAN_ROWS = 100_000
 DAY = 86_400
 
 
@@ -186,11 +191,11 @@ class RollupTables:
         """Rewrite the days rows were appended to with one row per bucket and group, in
         time order; the tables compacted. Without ``force``, only the tables that are due.
 
-        A day at a time, each in its own transaction: rows of a day are deleted together,
-        and the table was written in time order, so whole row groups empty out rather than
-        rows here and there. A table is due once its new rows are a quarter of it, so the
-        rewriting costs a bounded amount per row rolled up. The caller makes sure no roll
-        runs meanwhile.
+        A run of days at a time (see ``_spans``), each in its own transaction: rows of a run
+        are deleted together, and the table was written in time order, so whole row groups
+        empty out rather than rows here and there. A table is due once its new rows are a
+        quarter of it, so the rewriting costs a bounded amount per row rolled up. The caller
+        makes sure no roll runs meanwhile.
         """
         done = 0
         for rollup in ALL_ROLLUPS:
@@ -201,30 +206,61 @@ class RollupTables:
                     continue
                 self._pending[table] = 0
                 self._touched[table].clear()
-            for number, day in enumerate(days):
+            spans = self._spans(cursor, rollup, days)
+            for start, end in spans:
                 try:
-                    self._compact_day(cursor, rollup, day)
+                    self._compact_span(cursor, rollup, start, end)
                 except BaseException:
                     with self._lock:  # the rows are still there; try again another time
                         self._pending[table] += pending
-                        self._touched[table].update(days[number:])
+                        self._touched[table].update(d for d in days if d >= start)
                     raise
             self._count(cursor, [rollup])
             done += 1
         return done
 
     @staticmethod
-    def _compact_day(cursor: duckdb.DuckDBPyConnection, rollup: Rollup, day: int) -> None:
-        in_day = f"b >= {int(day)} AND b < {int(day) + DAY}"
+    def _spans(cursor: duckdb.DuckDBPyConnection, rollup: Rollup, days: list[int]) -> list[tuple[int, int]]:
+        """The touched ``days`` (sorted) in runs ``[start, end)`` of at most COMPACT_SPAN_ROWS
+        rows, counting every day of a run, touched or not; a bigger day makes a run alone."""
+        if not days:
+            return []
+        rows = dict(
+            cursor.execute(
+                f"SELECT b - b % {DAY}, count(*) FROM {rollup.table} WHERE b >= $1 AND b < $2 GROUP BY 1",
+                [days[0], days[-1] + DAY],
+            ).fetchall()
+        )
+        with_rows = sorted(rows)
+        cumulative = list(accumulate(rows[day] for day in with_rows))
+
+        def before(day: int) -> int:
+            """Rows in the days before ``day``."""
+            n = bisect_left(with_rows, day)
+            return cumulative[n - 1] if n else 0
+
+        spans: list[tuple[int, int]] = []
+        start = previous = days[0]
+        for day in days[1:]:
+            if before(day + DAY) - before(start) > COMPACT_SPAN_ROWS:
+                spans.append((start, previous + DAY))
+                start = day
+            previous = day
+        spans.append((start, previous + DAY))
+        return spans
+
+    @staticmethod
+    def _compact_span(cursor: duckdb.DuckDBPyConnection, rollup: Rollup, start: int, end: int) -> None:
+        in_span = f"b >= {int(start)} AND b < {int(end)}"
         cursor.execute("BEGIN TRANSACTION")
         try:
             # A temporary table, not a new one renamed: in DuckDB 2.0 renaming a table
             # left the database unable to checkpoint.
             cursor.execute(
                 f"CREATE TEMP TABLE compacted AS SELECT {_groups(rollup)}, {_sums(rollup)} "
-                f"FROM {rollup.table} WHERE {in_day} GROUP BY {_groups(rollup)}"
+                f"FROM {rollup.table} WHERE {in_span} GROUP BY {_groups(rollup)}"
             )
-            cursor.execute(f"DELETE FROM {rollup.table} WHERE {in_day}")
+            cursor.execute(f"DELETE FROM {rollup.table} WHERE {in_span}")
             cursor.execute(f"INSERT INTO {rollup.table} SELECT * FROM compacted ORDER BY b")
             cursor.execute("DROP TABLE compacted")
             cursor.execute("COMMIT")
