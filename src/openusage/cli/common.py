@@ -35,6 +35,15 @@ DB_OPTION = click.option(
     help="The event database file (default: openusage.duckdb, or $OPENUSAGE_DB).",
 )
 
+STORE_OPTION = click.option(
+    "--store",
+    "store_url",
+    default=None,
+    metavar="URL",
+    help="The store instead of --db: duckdb:///FILE, chdb:///DIR (ClickHouse in this process) or "
+    "clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE (default: $OPENUSAGE_STORE).",
+)
+
 PRICES_OPTION = click.option(
     "--prices",
     "prices_path",

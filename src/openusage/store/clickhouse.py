@@ -35,7 +35,7 @@ from .base import (
     check_column,
 )
 from .clickhouse_connections import Connection
-from .clickhouse_rollups import dimension_type, prepare_rollups
+from .clickhouse_rollups import ALL_ROLLUPS, dimension_type, prepare_rollups, rebuild_rollups
 from .duckdb import price_table, rows_table
 from .rollups import ROLLUPS, Extent, Plan, choose
 
@@ -174,6 +174,28 @@ class ClickHouseStore:
                     self._spans[row[1]] = [n + 1, min(lo, row[2]), max(hi, row[2])]
         return results
 
+    def rollup_rows(self) -> dict[str, int]:
+        """Rows in each rollup table, by table name (parts not merged yet counted apart)."""
+        stored = {
+            str(table): int(rows)
+            for table, rows in self._con.rows(
+                "SELECT table, sum(rows) FROM system.parts WHERE active "
+                "AND database = currentDatabase() AND table LIKE 'rollup\\_%' GROUP BY table"
+            )
+        }
+        return {r.table: stored.get(r.table, 0) for r in ALL_ROLLUPS}
+
+    def unrolled(self) -> int:
+        """Events not in the rollups yet: none, as the views fill them in the events' insert."""
+        return 0
+
+    def rebuild_rollups(self) -> None:
+        """Fill every rollup again from the raw events (after a doubt, or a failure between
+        an insert's parts); while no other process inserts."""
+        with self._write_lock:
+            rebuild_rollups(self._con)
+        self._rows_read_at = -ROWS_MAX_AGE
+
     def plan(self, query: Aggregation) -> Plan | None:
         """The rollups that would answer ``query``, or None for raw events alone."""
         span = self._spans.get(query.kind)
@@ -182,13 +204,7 @@ class ClickHouseStore:
         seconds = span[2] - span[1] + 1
         now = time.monotonic()
         if now - self._rows_read_at > ROWS_MAX_AGE:
-            self._rows = {
-                str(table): int(rows)
-                for table, rows in self._con.rows(
-                    "SELECT table, sum(rows) FROM system.parts WHERE active "
-                    "AND database = currentDatabase() AND table LIKE 'rollup\\_%' GROUP BY table"
-                )
-            }
+            self._rows = self.rollup_rows()
             self._rows_read_at = now
         extents = {r.table: Extent(self._rows.get(r.table, 0), seconds) for r in ROLLUPS[query.kind]}
         return choose(query, ROLLUPS[query.kind], Extent(span[0], seconds), extents)

@@ -68,3 +68,11 @@ def prepare_rollups(con: Connection) -> None:
         con.command(f"INSERT INTO {rollup.table} {select_sql(rollup)}")
         con.command(view_sql(rollup))
         con.command(f"INSERT INTO rollup_definitions VALUES ('{rollup.table}', '{rollup.definition}')")
+
+
+def rebuild_rollups(con: Connection) -> None:
+    """Empty every rollup and fill it again from the raw events. Nothing may be inserted
+    meanwhile: the views would add an event that the refill then counts again."""
+    for rollup in ALL_ROLLUPS:
+        con.command(f"TRUNCATE TABLE {rollup.table}")
+        con.command(f"INSERT INTO {rollup.table} {select_sql(rollup)}")
