@@ -8,6 +8,7 @@ endpoint or a field is a change here and nowhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 Width = Literal["1m", "1h", "1d"]
@@ -71,15 +72,15 @@ class Endpoint:
     #: costs are computed from usage; every other endpoint is a kind of usage event
     is_costs: bool = False
 
-    @property
+    @cached_property
     def widths(self) -> tuple[str, ...]:
         return tuple(self.limits)
 
-    @property
+    @cached_property
     def group_fields(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.dimensions if d.groupable)
 
-    @property
+    @cached_property
     def result_dimensions(self) -> tuple[Dimension, ...]:
         return tuple(d for d in self.dimensions if d.groupable)
 
@@ -87,11 +88,11 @@ class Endpoint:
     def filters(self) -> dict[str, Dimension]:
         return {d.filter: d for d in self.dimensions if d.filter}
 
-    @property
+    @cached_property  # asked for per result row
     def metric_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.metrics)
 
-    @property
+    @cached_property
     def has_gauge(self) -> bool:
         return any(m.gauge for m in self.metrics)
 

@@ -81,11 +81,12 @@ def usage_results(query: UsageQuery, aggregate: Callable[[Aggregation], list[Agg
             )
         )
         template = result_template(query)
+        names, group_by = endpoint.metric_names, query.group_by
         by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for start, groups, metrics in rows:
-            result = dict(template)
-            result.update(zip(endpoint.metric_names, metrics, strict=True))
-            result.update(zip(query.group_by, groups, strict=True))
+            result = template.copy()
+            result.update(zip(names, metrics, strict=True))
+            result.update(zip(group_by, groups, strict=True))
             by_bucket[start].append(result)
         return by_bucket
 
