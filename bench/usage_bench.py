@@ -182,6 +182,13 @@ class RawEvents:
             return self.duckdb.execute(sql).fetchall()
         return [tuple(row.values()) for row in self.chdb.query(sql, "ArrowTable").to_pylist()]
 
+    def used_bytes(self) -> int | None:
+        """DuckDB: the file's blocks in use (the rest are free blocks it keeps for reuse)."""
+        if self.duckdb is None:
+            return None
+        ((used, size),) = self.rows("SELECT used_blocks, block_size FROM pragma_database_size()")
+        return int(used) * int(size)
+
     def disk_bytes(self) -> int:
         """The store's files: the DuckDB file and its log, or the chDB directory."""
         others = {"server.log", "bench.keys.sqlite"}
@@ -409,6 +416,9 @@ def main() -> None:
         f"disk: {disk / events:.1f} bytes per event ({disk / 1e6:.0f} MB for {events:,} events)"
         "   target <= 60"
     )
+    used = stored.used_bytes()
+    if used is not None:
+        print(f"  in blocks in use: {used / events:.1f} bytes per event (the file's free blocks are reused)")
     print(
         f"peak server memory: {int(memory) / 1024:.0f} MiB   target <= 1,024"
         if memory != "?"

@@ -62,7 +62,8 @@ from .common import settings as _settings
     "--memory-limit",
     default=None,
     help="Memory the store may use, like 2GB: DuckDB spills to disk beyond it, chDB fails the query "
-    "(default: DuckDB 80% of RAM, chDB 90%).",
+    "(default: DuckDB 80% of RAM, chDB 90%). On DuckDB a tight limit can fail writes and, at worst, "
+    "stop the database until a restart (docs/performance.md); leave room.",
 )
 @click.option(
     "--store",
