@@ -3,6 +3,7 @@ is given. Everything else about the store runs in the server's tests, on chDB.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -175,3 +176,67 @@ def test_both_stores_list_the_projects_their_events_name(chdb_store: ClickHouseS
         assert None not in chdb_store.project_ids()
     finally:
         duck.close()
+
+
+RETENTION_SCRIPT = """
+import json, pathlib, sys, time
+from openusage.server.events import EventRules, parse_events
+from openusage.store.clickhouse import ClickHouseStore
+from openusage.store.clickhouse_connections import ChdbConnection
+from openusage.store.clickhouse_rollups import ALL_ROLLUPS
+
+now = int(time.time())
+con = ChdbConnection(pathlib.Path(sys.argv[1]))
+store = ClickHouseStore(con, where="retention test", retention_days=30)
+events = [
+    {"id": f"{age}-{i}", "type": "completions", "timestamp": now - age * 86400 + i, "input_tokens": age}
+    for age in (40, 31, 29, 1)
+    for i in range(3)
+]
+store.append(parse_events(events, EventRules(now=now)))
+for table in ["events", *(r.table for r in ALL_ROLLUPS)]:
+    con.command(f"OPTIMIZE TABLE {table} FINAL")  # a merge now: TTLs apply in merges
+kept = {
+    "events": [row[0] for row in con.rows("SELECT id FROM events ORDER BY id")],
+    "day_model": con.rows("SELECT toString(sum(input_tokens)) FROM rollup_completions_day_model")[0][0],
+}
+ClickHouseStore(con, where="retention test")  # none given: the TTL stays
+engine = "SELECT engine_full FROM system.tables WHERE name = '{}'"
+kept["kept"] = con.rows(engine.format("events"))[0][0]
+ClickHouseStore(con, where="retention test", retention_days=60)
+kept["changed"] = con.rows(engine.format("rollup_completions_hour"))[0][0]
+print(json.dumps(kept))
+"""
+
+
+def test_retention_deletes_events_and_rollup_rows_past_their_days(tmp_path: Path) -> None:
+    """In a process of its own: chDB opens one directory per process."""
+    done = subprocess.run(
+        [sys.executable, "-c", RETENTION_SCRIPT, str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    kept = json.loads(done.stdout.strip().splitlines()[-1])
+    assert kept["events"] == ["1-0", "1-1", "1-2", "29-0", "29-1", "29-2"]
+    assert kept["day_model"] == str(3 * 29 + 3 * 1)
+    assert "TTL toDateTime(ts) + toIntervalDay(30)" in kept["kept"]
+    assert "TTL toDateTime(b) + toIntervalDay(60)" in kept["changed"]
+
+
+def test_retention_is_refused_where_it_cannot_be_kept(tmp_path: Path) -> None:
+    from openusage.store import StoreUnavailable, open_store
+
+    with pytest.raises(StoreUnavailable, match="ClickHouse stores only"):
+        open_store(str(tmp_path / "usage.duckdb"), retention_days=30)
+    assert not (tmp_path / "usage.duckdb").exists()
+    printed = subprocess.run(
+        [sys.executable, "-m", "openusage", "clickhouse", "schema", "--retention-days", "30"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert printed == "".join(s + ";\n\n" for s in schema_sql(retention_days=30))
+    assert "TTL toDateTime(ts) + INTERVAL 30 DAY" in printed

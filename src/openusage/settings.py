@@ -65,6 +65,8 @@ class Settings:
     db_memory_limit: str | None = None
     #: a store URL (duckdb:///file, chdb:///dir, clickhouse://...) used instead of db_path
     store_url: str | None = None
+    #: ClickHouse stores: delete events and rollup rows this many days after their time
+    retention_days: int | None = None
     #: events may lie at most this far in the future (clock skew between gateways)
     max_future_seconds: int = 86_400
     #: the gateway: OpenAI's model endpoints forwarded to this base URL (None: no gateway)

@@ -66,6 +66,13 @@ from .common import settings as _settings
     "stop the database until a restart (docs/performance.md); leave room.",
 )
 @click.option(
+    "--retention-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="ClickHouse stores: delete events (and their rollups) this many days after their time, "
+    "as a TTL set on the tables (default: keep everything, or the TTL the tables have).",
+)
+@click.option(
     "--store",
     "store_url",
     default=None,
@@ -121,6 +128,7 @@ def serve(
     smtp_from: str | None,
     alert_webhook_url: str | None,
     store_url: str | None,
+    retention_days: int | None,
     host: str | None,
     port: int | None,
     lookback_days: int | None,
@@ -145,6 +153,7 @@ def serve(
         prices_path=prices_path,
         db_memory_limit=memory_limit,
         store_url=store_url,
+        retention_days=retention_days,
         upstream_url=upstream_url,
         upstream_timeout=upstream_timeout,
         spend_check_seconds=spend_check_seconds,
@@ -175,7 +184,9 @@ def serve(
             "is another server running there? Choose another port with --port."
         ) from None
     try:
-        store = open_store(settings.store, memory_limit=settings.db_memory_limit)
+        store = open_store(
+            settings.store, memory_limit=settings.db_memory_limit, retention_days=settings.retention_days
+        )
         keyring = Keyring(settings.resolved_keyring_path)
     except (StoreUnavailable, sqlite3.Error) as exc:
         listener.close()

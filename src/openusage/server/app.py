@@ -250,7 +250,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state["store"] = store or open_store(settings.store, memory_limit=settings.db_memory_limit)
+        state["store"] = store or open_store(
+            settings.store, memory_limit=settings.db_memory_limit, retention_days=settings.retention_days
+        )
         try:
             async with admin.running():
                 if gateway is None:

@@ -64,31 +64,43 @@ def _ints(values: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(v)) for v in values) + "]"
 
 
-def events_table_sql(table: str = "events", engine: str = "MergeTree", cluster: str | None = None) -> str:
+def ttl_sql(column: str, retention_days: int) -> str:
+    """A TTL that deletes rows once their time is ``retention_days`` days past."""
+    return f"TTL toDateTime({column}) + INTERVAL {int(retention_days)} DAY"
+
+
+def events_table_sql(
+    table: str = "events",
+    engine: str = "MergeTree",
+    cluster: str | None = None,
+    retention_days: int | None = None,
+) -> str:
     """The raw events' table: on one server (or chDB), or with ``cluster`` on each node."""
     dims = [f"{name} {dimension_type(name)}" for name in DIMENSIONS]
     metrics = [f"{m} Int64 DEFAULT 0" for m in METRIC_COLUMNS]
     fixed = ["seq Int64", "id String", "kind LowCardinality(String)", "ts Int64"]
     columns = ",\n  ".join([*fixed, *dims, *metrics])
     on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    ttl = "" if retention_days is None else ttl_sql("ts", retention_days) + "\n"
     return (
         f"CREATE TABLE IF NOT EXISTS {table}{on_cluster} (\n  {columns}\n) ENGINE = {engine}\n"
-        "PARTITION BY intDiv(ts, 2592000) ORDER BY (kind, ts, id)\n"
+        f"PARTITION BY intDiv(ts, 2592000) ORDER BY (kind, ts, id)\n{ttl}"
         # An insert is acknowledged only once its part is on disk.
         "SETTINGS fsync_after_insert = 1, fsync_part_directory = 1"
     )
 
 
-def schema_sql(cluster: str | None = None) -> list[str]:
+def schema_sql(cluster: str | None = None, retention_days: int | None = None) -> list[str]:
     """The DDL the store needs, for one server or, with ``cluster``, for a cluster: each
     node keeps its shard's events in a replicated table, and ``events`` spreads inserts
-    over the shards by id and reads from all of them."""
+    over the shards by id and reads from all of them. With ``retention_days``, events
+    are deleted that many days after their time."""
     version = "CREATE TABLE IF NOT EXISTS store_version{} (version Int32) ENGINE = {}"
     if cluster is None:
-        return [events_table_sql(), version.format("", "TinyLog")]
+        return [events_table_sql(retention_days=retention_days), version.format("", "TinyLog")]
     replicated = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/events_local', '{replica}')"
     return [
-        events_table_sql("events_local", replicated, cluster),
+        events_table_sql("events_local", replicated, cluster, retention_days),
         f"CREATE TABLE IF NOT EXISTS events ON CLUSTER {cluster} AS events_local "
         f"ENGINE = Distributed({cluster}, currentDatabase(), events_local, cityHash64(id))",
         version.format(
@@ -102,14 +114,16 @@ def schema_sql(cluster: str | None = None) -> list[str]:
 class ClickHouseStore:
     """Events in ClickHouse; safe to share between threads."""
 
-    def __init__(self, connection: Connection, *, where: str) -> None:
+    def __init__(self, connection: Connection, *, where: str, retention_days: int | None = None) -> None:
+        """``retention_days``: delete events and rollup rows that many days after their
+        time (a TTL on each table; None leaves the tables' TTLs as they are)."""
         self._con = connection
         self._where = where
         self._write_lock = threading.Lock()
         self._rows: dict[str, int] = {}
         self._rows_read_at = -ROWS_MAX_AGE
         try:
-            for statement in schema_sql():  # tables made for a cluster are kept as they are
+            for statement in schema_sql(retention_days=retention_days):  # a cluster's are kept
                 self._con.command(statement)
             versions = self._con.rows("SELECT max(version), count() FROM store_version")
             version, count = versions[0]
@@ -121,6 +135,8 @@ class ClickHouseStore:
                     f"up to {VERSION}): upgrade openusage to open it"
                 )
             prepare_rollups(self._con)
+            if retention_days is not None:
+                self._keep_for(retention_days)
             ((last,),) = self._con.rows("SELECT max(seq) FROM events")
             #: per kind: [events, earliest ts, latest ts], for the router's cost model
             self._spans: dict[str, list[int]] = {
@@ -134,6 +150,22 @@ class ClickHouseStore:
         except Exception as exc:  # the drivers' errors have no common base
             raise StoreUnavailable(f"cannot open {where} as a ClickHouse store: {exc}") from exc
         self._next_seq = int(last or 0) + 1
+
+    def _keep_for(self, days: int) -> None:
+        """Set the TTL of the events and of every rollup to ``days``, where it differs."""
+        engines = dict(
+            self._con.rows("SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()")
+        )
+        if not str(engines.get("events", "")).startswith("MergeTree"):
+            raise StoreUnavailable(
+                f"{self._where}: its events table is not a MergeTree table on this server (a cluster's "
+                "Distributed table?): set retention in the schema, openusage clickhouse schema "
+                f"--cluster NAME --retention-days {days}"
+            )
+        tables = [("events", "ts"), *((r.table, "b") for r in ALL_ROLLUPS)]
+        for table, column in tables:
+            if f"toIntervalDay({int(days)})" not in str(engines.get(table, "")):
+                self._con.command(f"ALTER TABLE {table} MODIFY {ttl_sql(column, days)}")
 
     def append(self, rows: Sequence[Row]) -> AppendResult:
         return self.append_batches([rows])[0]

@@ -37,9 +37,14 @@ def duckdb_path(url: str) -> Path:
     return local_path(url) if "://" in url else Path(url)
 
 
-def open_store(url: str, *, memory_limit: str | None = None) -> EventStore:
+def open_store(url: str, *, memory_limit: str | None = None, retention_days: int | None = None) -> EventStore:
     scheme = store_scheme(url)
     if scheme == "duckdb":
+        if retention_days is not None:
+            raise StoreUnavailable(
+                "retention (--retention-days) is kept by ClickHouse stores only, as a TTL; the embedded "
+                "store keeps every event"
+            )
         from .duckdb import DuckDBStore
 
         return DuckDBStore(duckdb_path(url), memory_limit=memory_limit)
@@ -47,6 +52,8 @@ def open_store(url: str, *, memory_limit: str | None = None) -> EventStore:
     from .clickhouse_connections import ChdbConnection, ServerConnection
 
     if scheme == "chdb":
-        return ClickHouseStore(ChdbConnection(local_path(url), memory_limit), where=url)
+        return ClickHouseStore(
+            ChdbConnection(local_path(url), memory_limit), where=url, retention_days=retention_days
+        )
     shown = urlsplit(url)._replace(netloc=urlsplit(url).hostname or "").geturl()  # no password in messages
-    return ClickHouseStore(ServerConnection(url), where=shown)
+    return ClickHouseStore(ServerConnection(url), where=shown, retention_days=retention_days)
