@@ -90,6 +90,9 @@ async def _streamed(chunks: list[bytes], model: str) -> AsyncIterator[bytes]:
     pause = float(model.removeprefix("trickle-")) if model.startswith("trickle-") else 0.0
     for number, chunk in enumerate(chunks):
         if model == "drop-stream" and number == min(2, len(chunks) - 1):
+            # A moment first, for the chunks sent to be read: aiohttp drops what it holds
+            # unread once the connection breaks.
+            await asyncio.sleep(0.5)
             raise Dropped("the fake upstream cuts the stream")
         yield chunk
         await asyncio.sleep(pause)
