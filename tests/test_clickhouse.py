@@ -240,3 +240,44 @@ def test_retention_is_refused_where_it_cannot_be_kept(tmp_path: Path) -> None:
     ).stdout
     assert printed == "".join(s + ";\n\n" for s in schema_sql(retention_days=30))
     assert "TTL toDateTime(ts) + INTERVAL 30 DAY" in printed
+
+
+def test_events_two_writers_both_found_new_are_stored_once(
+    chdb_store: ClickHouseStore, chdb_connection: ChdbConnection
+) -> None:
+    """Two `openusage serve` processes on one ClickHouse, each given the same retried batch
+    at the same moment: both look its events up before either has inserted, both find them
+    new, and both insert. The second insert carries the same token and is dropped, with
+    what the rollups' views would have added."""
+    day = DAY0 + 50 * 86400
+    batch = parse_events(
+        [
+            {"id": f"race-{i}", "type": "embeddings", "timestamp": day + i, "input_tokens": 10 + i}
+            for i in range(5)
+        ],
+        EventRules(now=day + 86400),
+    )
+    # Tables made before inserts carried tokens are given the setting when a store opens.
+    for table in ("events", "rollup_embeddings_day_model"):
+        chdb_connection.command(f"ALTER TABLE {table} RESET SETTING non_replicated_deduplication_window")
+    other_process = ClickHouseStore(chdb_connection, where="a second writer")
+    assert chdb_store.append(batch).inserted == 5
+    other_process._write(list(batch))  # what the second process does after its lookup
+
+    def stored() -> tuple[Any, ...]:
+        ((count, tokens),) = chdb_connection.rows(
+            f"SELECT count(), sum(input_tokens) FROM events WHERE id LIKE 'race-%' AND ts >= {day}"
+        )
+        ((rolled,),) = chdb_connection.rows(
+            f"SELECT sum(input_tokens) FROM rollup_embeddings_day_model WHERE b = {day - day % 86400}"
+        )
+        return int(count), int(tokens), int(rolled)
+
+    assert stored() == (5, 60, 60)
+    # Events that differ are another insert: stored, however close in time.
+    later = parse_events(
+        [{"id": "race-5", "type": "embeddings", "timestamp": day + 5, "input_tokens": 15}],
+        EventRules(now=day + 86400),
+    )
+    other_process._write(list(later))
+    assert stored() == (6, 75, 75)

@@ -12,6 +12,7 @@ embedded store does. Inserts are synchronous, so an acknowledged batch is in Cli
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from .base import (
     check_column,
 )
 from .clickhouse_connections import Connection
-from .clickhouse_rollups import ALL_ROLLUPS, dimension_type, prepare_rollups, rebuild_rollups
+from .clickhouse_rollups import ALL_ROLLUPS, DEDUP_WINDOW, dimension_type, prepare_rollups, rebuild_rollups
 from .duckdb import price_table, rows_table
 from .rollups import ROLLUPS, Extent, Plan, choose
 
@@ -82,11 +83,13 @@ def events_table_sql(
     columns = ",\n  ".join([*fixed, *dims, *metrics])
     on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
     ttl = "" if retention_days is None else ttl_sql("ts", retention_days) + "\n"
+    # Replicated tables remember their last inserts' tokens by themselves.
+    window = f", {DEDUP_WINDOW}" if engine == "MergeTree" else ""
     return (
         f"CREATE TABLE IF NOT EXISTS {table}{on_cluster} (\n  {columns}\n) ENGINE = {engine}\n"
         f"PARTITION BY intDiv(ts, 2592000) ORDER BY (kind, ts, id)\n{ttl}"
         # An insert is acknowledged only once its part is on disk.
-        "SETTINGS fsync_after_insert = 1, fsync_part_directory = 1"
+        f"SETTINGS fsync_after_insert = 1, fsync_part_directory = 1{window}"
     )
 
 
@@ -135,6 +138,7 @@ class ClickHouseStore:
                     f"up to {VERSION}): upgrade openusage to open it"
                 )
             prepare_rollups(self._con)
+            self._remember_inserts()
             if retention_days is not None:
                 self._keep_for(retention_days)
             ((last,),) = self._con.rows("SELECT max(seq) FROM events")
@@ -151,12 +155,24 @@ class ClickHouseStore:
             raise StoreUnavailable(f"cannot open {where} as a ClickHouse store: {exc}") from exc
         self._next_seq = int(last or 0) + 1
 
+    def _engines(self) -> dict[str, str]:
+        rows = self._con.rows(
+            "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()"
+        )
+        return {str(name): str(engine) for name, engine in rows}
+
+    def _remember_inserts(self) -> None:
+        """Give tables made before inserts carried tokens the setting that drops repeats."""
+        ours = {"events", *(r.table for r in ALL_ROLLUPS)}
+        for table, engine in self._engines().items():
+            local = "MergeTree" in engine and not engine.startswith("Replicated")
+            if table in ours and local and "non_replicated_deduplication_window" not in engine:
+                self._con.command(f"ALTER TABLE {table} MODIFY SETTING {DEDUP_WINDOW}")
+
     def _keep_for(self, days: int) -> None:
         """Set the TTL of the events and of every rollup to ``days``, where it differs."""
-        engines = dict(
-            self._con.rows("SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()")
-        )
-        if not str(engines.get("events", "")).startswith("MergeTree"):
+        engines = self._engines()
+        if not engines.get("events", "").startswith("MergeTree"):
             raise StoreUnavailable(
                 f"{self._where}: its events table is not a MergeTree table on this server (a cluster's "
                 "Distributed table?): set retention in the schema, openusage clickhouse schema "
@@ -164,7 +180,7 @@ class ClickHouseStore:
             )
         tables = [("events", "ts"), *((r.table, "b") for r in ALL_ROLLUPS)]
         for table, column in tables:
-            if f"toIntervalDay({int(days)})" not in str(engines.get(table, "")):
+            if f"toIntervalDay({int(days)})" not in engines.get(table, ""):
                 self._con.command(f"ALTER TABLE {table} MODIFY {ttl_sql(column, days)}")
 
     def append(self, rows: Sequence[Row]) -> AppendResult:
@@ -197,14 +213,22 @@ class ClickHouseStore:
                         inserted += 1
                 results.append(AppendResult(inserted=inserted, duplicates=len(rows) - inserted))
             if fresh:
-                table = rows_table(fresh, self._next_seq)
-                # The rollups' views fill their tables in this same insert.
-                self._con.insert("events", table.select(["seq", *COLUMNS]))
+                self._write(fresh)
                 self._next_seq += len(fresh)
                 for row in fresh:
                     n, lo, hi = self._spans.get(row[1], [0, row[2], row[2]])
                     self._spans[row[1]] = [n + 1, min(lo, row[2]), max(hi, row[2])]
         return results
+
+    def _write(self, fresh: list[Row]) -> None:
+        """Insert events not stored yet. The token names the events by id and timestamp: a
+        second process that found the same events new, at the same moment, sends the same
+        token, and ClickHouse drops its insert (and what the views would add) as a repeat."""
+        keys = sorted(f"{row[0]}\0{row[2]}" for row in fresh)
+        token = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        table = rows_table(fresh, self._next_seq)
+        # The rollups' views fill their tables in this same insert.
+        self._con.insert("events", table.select(["seq", *COLUMNS]), token)
 
     def rollup_rows(self) -> dict[str, int]:
         """Rows in each rollup table, by table name (parts not merged yet counted apart)."""
@@ -379,7 +403,7 @@ class ClickHouseStore:
             "usd Nullable(Decimal128(18)), unit String) ENGINE = Memory"
         )
         try:
-            self._con.insert(prices, price_table(query))
+            self._con.insert(prices, price_table(query), prices)
             selected = ", ".join(f"{expr} AS o{i}" for i, expr in enumerate(output))
             rows = self._con.rows(
                 f"WITH lines AS ({lines}) "

@@ -17,6 +17,11 @@ import pyarrow as pa
 from .base import StoreUnavailable, memory_bytes
 
 
+#: an insert's settings: dropped when its token repeats a recent insert's, views included
+def dedup_settings(token: str) -> dict[str, str | int]:
+    return {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
 class Connection(Protocol):
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """The rows of a query, as Python values (128-bit sums as ints, decimals as Decimal)."""
@@ -24,8 +29,10 @@ class Connection(Protocol):
 
     def command(self, sql: str) -> None: ...
 
-    def insert(self, table: str, data: pa.Table) -> None:
-        """Insert the whole table, synchronously: when this returns, ClickHouse has it."""
+    def insert(self, table: str, data: pa.Table, token: str) -> None:
+        """Insert the whole table, synchronously: when this returns, ClickHouse has it. An
+        insert with the ``token`` of one of the table's last 1,000 inserts is dropped,
+        with what its materialized views would have added."""
         ...
 
     def close(self) -> None: ...
@@ -75,11 +82,12 @@ class ChdbConnection:
         with self._lock:
             self._con.query(sql)
 
-    def insert(self, table: str, data: pa.Table) -> None:
+    def insert(self, table: str, data: pa.Table, token: str) -> None:
+        settings = ", ".join(f"{k} = {v!r}" for k, v in dedup_settings(token).items())
         with self._lock:
             # chDB reads a Python variable named in the query: ``incoming`` is that variable.
             incoming = data  # noqa: F841
-            self._con.query(f"INSERT INTO {table} SELECT * FROM Python(incoming)")
+            self._con.query(f"INSERT INTO {table} SETTINGS {settings} SELECT * FROM Python(incoming)")
 
     def close(self) -> None:
         with self._lock:
@@ -125,8 +133,8 @@ class ServerConnection:
     def command(self, sql: str) -> None:
         self._client().command(sql)
 
-    def insert(self, table: str, data: pa.Table) -> None:
-        self._client().insert_arrow(table, data)
+    def insert(self, table: str, data: pa.Table, token: str) -> None:
+        self._client().insert_arrow(table, data, settings=dedup_settings(token))
 
     def close(self) -> None:
         client = getattr(self._local, "client", None)

@@ -16,6 +16,10 @@ from .rollups import ROLLUPS, Rollup
 
 ALL_ROLLUPS: tuple[Rollup, ...] = tuple(r for rollups in ROLLUPS.values() for r in rollups)
 
+#: a table setting: how many recent inserts' tokens a (not replicated) table remembers, so
+#: that a repeated insert is dropped
+DEDUP_WINDOW = "non_replicated_deduplication_window = 1000"
+
 
 def dimension_type(name: str) -> str:
     """A dimension's ClickHouse type: every dimension may be null."""
@@ -28,7 +32,7 @@ def table_sql(rollup: Rollup) -> str:
     key = ", ".join(["b", *rollup.dimensions])
     return (
         f"CREATE TABLE IF NOT EXISTS {rollup.table} ({', '.join(columns)}) ENGINE = SummingMergeTree "
-        f"ORDER BY ({key}) SETTINGS allow_nullable_key = 1, fsync_after_insert = 1"
+        f"ORDER BY ({key}) SETTINGS allow_nullable_key = 1, fsync_after_insert = 1, {DEDUP_WINDOW}"
     )
 
 
