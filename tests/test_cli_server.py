@@ -14,9 +14,13 @@ from pathlib import Path
 import pytest
 
 from openusage.catalogue import USAGE_ENDPOINTS
+from openusage.store import Aggregation
 from openusage.store.rollups import ROLLUPS
 
 from .conftest import DAY, Server, start_server, stop_server
+
+#: a midnight after the demo's days (made relative to now)
+DAY0_DEMO = int(time.time()) // DAY * DAY
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -170,6 +174,55 @@ def test_rollups_show_and_rebuild_on_chdb(tmp_path: Path) -> None:
     keys = ", ".join(["b", *day_model.dimensions])
     groups = chdb(f"SELECT count() FROM (SELECT DISTINCT {keys} FROM {day_model.table})")
     assert shown_rows() == int(groups.strip("[](),"))  # one insert: one row per bucket and group
+
+
+def test_shrink_gives_free_blocks_back_and_keeps_every_answer(tmp_path: Path) -> None:
+    from openusage.store import DuckDBStore
+
+    db = tmp_path / "shrink.duckdb"
+    assert run_cli("demo", "--db", str(db), "--days", "3").returncode == 0
+    store = DuckDBStore(db)
+    store.rebuild_rollups()  # the rollups written again: their old blocks are now free
+    queries = [
+        query
+        for endpoint in USAGE_ENDPOINTS
+        for query in [
+            Aggregation(
+                kind=endpoint.name,
+                buckets=[(start, start + DAY) for start in range(DAY0_DEMO - 5 * DAY, DAY0_DEMO + DAY, DAY)],
+                width_seconds=DAY,
+                group_by=endpoint.group_fields[:2],
+                filters={},
+                metrics=endpoint.metric_names,
+                gauge=endpoint.has_gauge,
+            )
+        ]
+    ]
+    answers = [store.aggregate(q) for q in queries]
+    store.close()
+    before = db.stat().st_size
+
+    shrunk = run_cli("shrink", "--db", str(db))
+    assert shrunk.returncode == 0, shrunk.stderr
+    assert re.match(rf"{re.escape(str(db))}: [\d.,]+ MiB -> [\d.,]+ MiB", shrunk.stdout)
+    assert db.stat().st_size < before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shrink.duckdb"]  # nothing left behind
+    store = DuckDBStore(db)
+    try:
+        assert [store.aggregate(q) for q in queries] == answers
+        assert any(answers)
+    finally:
+        store.close()
+
+
+def test_shrink_refuses_a_database_in_use(tmp_path: Path) -> None:
+    running = start_server(tmp_path)
+    try:
+        refused = run_cli("shrink", "--db", str(tmp_path / "usage.duckdb"))
+    finally:
+        stop_server(running)
+    assert refused.returncode == 1
+    assert "in use by another process" in refused.stderr
 
 
 def test_rollup_commands_refuse_a_database_in_use(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from .prices import prices
 from .query import costs, usage
 from .rollups import rollups
 from .server import backup, demo, keys, serve
+from .shrink import shrink
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -28,8 +29,8 @@ def main() -> None:
 
 
 for command in (
-    serve, demo, keys, ingest, usage, costs, prices, backup, rollups, clickhouse, migrate, fake_upstream,
-    projects, limits, alerts,
+    serve, demo, keys, ingest, usage, costs, prices, backup, shrink, rollups, clickhouse, migrate,
+    fake_upstream, projects, limits, alerts,
 ):  # fmt: skip
     main.add_command(command)
 
