@@ -6,6 +6,7 @@ from collections.abc import Container, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from ..catalogue import COSTS, USAGE_ENDPOINTS
@@ -28,6 +29,28 @@ def _order(value: Any) -> tuple[bool, Any]:
     return (value is not None, value if value is not None else "")
 
 
+@lru_cache(maxsize=16_384)  # about 25 MB at most
+def _combo_lines(
+    book: PriceBook, kind: str, dims: tuple[str, ...], start: int, values: tuple[Any, ...]
+) -> tuple[tuple[str, str, Decimal | None, str], ...]:
+    """Each item's (item, line item, price of a unit or None, unit) for one day's (model,
+    tier, ...): the same few for every request, so remembered (a costs query over 180 days
+    asks for tens of thousands)."""
+    combo = dict(zip(dims, values, strict=True))
+    day = datetime.fromtimestamp(start, UTC).date()
+    model, batch, tier = combo.get("model"), bool(combo.get("batch")), combo.get("service_tier")
+    variant = variant_of(kind, combo)
+    lines: list[tuple[str, str, Decimal | None, str]] = []
+    for item in LINEAR_ITEMS[kind]:
+        name = line_name(item.item, model, batch, tier, variant)
+        quote = book.quote(model, item.item, day, batch=batch, service_tier=tier, variant=variant)
+        if quote is None:
+            lines.append((item.item, f"{name} (unpriced)", None, item.unit))
+        else:
+            lines.append((item.item, name, quote.usd, item.unit))
+    return tuple(lines)
+
+
 def _price_rows(
     kind: str,
     dims: tuple[str, ...],
@@ -39,22 +62,12 @@ def _price_rows(
 
     With ``wanted``, only the line items it names: usage without a price row is left out.
     """
-    rows = []
-    for start, values, _ in combos:
-        combo = dict(zip(dims, values, strict=True))
-        day = datetime.fromtimestamp(start, UTC).date()
-        model, batch, tier = combo.get("model"), bool(combo.get("batch")), combo.get("service_tier")
-        variant = variant_of(kind, combo)
-        for item in LINEAR_ITEMS[kind]:
-            name = line_name(item.item, model, batch, tier, variant)
-            quote = book.quote(model, item.item, day, batch=batch, service_tier=tier, variant=variant)
-            if quote is None:
-                name, usd = f"{name} (unpriced)", None
-            else:
-                usd = quote.usd
-            if wanted is None or name in wanted:
-                rows.append((start, *values, item.item, name, usd, item.unit))
-    return rows
+    return [
+        (start, *values, item, name, usd, unit)
+        for start, values, _ in combos
+        for item, name, usd, unit in _combo_lines(book, kind, dims, start, tuple(values))
+        if wanted is None or name in wanted
+    ]
 
 
 def cost_results(

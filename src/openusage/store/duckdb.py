@@ -547,10 +547,10 @@ class DuckDBStore:
         metrics = [check_column(m) for m in base.metrics]
         plan = self.plan(base)
         keys = ", ".join([*groups, ""])
-        lines = " UNION ALL ".join(
-            f"SELECT b, {keys}{_literal(item.item)} AS item, {_terms(item.terms)} AS qty FROM fine"
-            for item in query.items
-        )
+        # One pass over the fine rows, a line per item (a UNION ALL read them once per item).
+        names = ", ".join(_literal(item.item) for item in query.items)
+        quantities = ", ".join(_terms(item.terms) for item in query.items)
+        lines = f"SELECT b, {keys}unnest([{names}]) AS item, unnest([{quantities}]) AS qty FROM fine"
         price_dims = [check_column(d) for d in query.price_dimensions]
         join = " AND ".join(
             ["lines.b = prices.b", "lines.item = prices.item"]
