@@ -249,6 +249,15 @@ def test_kinds_with_fewer_dimensions_keep_distinct_rollups_only() -> None:
     assert image_day.dimensions == ("project_id", "model", "size", "source")
 
 
+def assert_one_row_per_bucket_and_group(con: duckdb.DuckDBPyConnection, kind: str) -> None:
+    for rollup in ROLLUPS[kind]:
+        keys = ", ".join(["b", *rollup.dimensions])
+        (rows_, groups) = con.execute(
+            f"SELECT count(*), count(DISTINCT ({keys})) FROM {rollup.table}"
+        ).fetchone()  # type: ignore[misc]
+        assert rows_ == groups, rollup.name
+
+
 def test_compaction_leaves_one_row_per_bucket_and_group(tmp_path: Path) -> None:
     path = tmp_path / "compact.duckdb"
     store = DuckDBStore(path)
@@ -269,12 +278,7 @@ def test_compaction_leaves_one_row_per_bucket_and_group(tmp_path: Path) -> None:
     assert store.compact(force=True) == 0, "nothing new to compact"
     store.close()
     con = duckdb.connect(str(path))
-    for rollup in ROLLUPS["images"]:
-        keys = ", ".join(["b", *rollup.dimensions])
-        (rows_, groups) = con.execute(
-            f"SELECT count(*), count(DISTINCT ({keys})) FROM {rollup.table}"
-        ).fetchone()  # type: ignore[misc]
-        assert rows_ == groups, rollup.name
+    assert_one_row_per_bucket_and_group(con, "images")
     (hour,) = con.execute("SELECT count(*) FROM rollup_images_hour").fetchone()  # type: ignore[misc]
     assert hour == 2  # two hours of one size and no model or project
     con.close()
@@ -312,12 +316,7 @@ def test_compaction_in_runs_of_days_leaves_one_row_per_bucket_and_group(
     assert store.aggregate(q) == before
     store.close()
     con = duckdb.connect(str(path))
-    for rollup in ROLLUPS["images"]:
-        keys = ", ".join(["b", *rollup.dimensions])
-        (rows_, groups) = con.execute(
-            f"SELECT count(*), count(DISTINCT ({keys})) FROM {rollup.table}"
-        ).fetchone()  # type: ignore[misc]
-        assert rows_ == groups, rollup.name
+    assert_one_row_per_bucket_and_group(con, "images")
     (images,) = con.execute("SELECT sum(images) FROM rollup_images_day").fetchone()  # type: ignore[misc]
     assert images == 2 * 3 * sum(d % 4 * 3 + 1 for d in days)
     con.close()

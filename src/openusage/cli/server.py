@@ -21,6 +21,7 @@ from .common import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     PRICES_OPTION,
+    STORE_OPTION,
     api_options,
     existing_keyring,
 )
@@ -72,14 +73,7 @@ from .common import settings as _settings
     help="ClickHouse stores: delete events (and their rollups) this many days after their time, "
     "as a TTL set on the tables (default: keep everything, or the TTL the tables have).",
 )
-@click.option(
-    "--store",
-    "store_url",
-    default=None,
-    metavar="URL",
-    help="The store instead of --db: duckdb:///FILE, chdb:///DIR (ClickHouse in this process) or "
-    "clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE (default: $OPENUSAGE_STORE).",
-)
+@STORE_OPTION
 @click.option(
     "--upstream",
     "upstream_url",
