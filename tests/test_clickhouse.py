@@ -281,3 +281,21 @@ def test_events_two_writers_both_found_new_are_stored_once(
     )
     other_process._write(list(later))
     assert stored() == (6, 75, 75)
+
+
+def test_events_alike_but_for_their_ids_are_each_counted_in_the_rollups(
+    chdb_store: ClickHouseStore, chdb_connection: ChdbConnection
+) -> None:
+    """Tables that drop repeated inserts must not drop inserts that merely look alike: three
+    events that differ only by id make three identical rollup blocks, each counted."""
+    day = DAY0 + 60 * 86400
+    for i in range(3):
+        event = {"id": f"alike-{i}", "type": "embeddings", "timestamp": day + 5, "input_tokens": 7}
+        assert chdb_store.append(parse_events([event], EventRules(now=day + 86400))).inserted == 1
+    for table in ("events", "rollup_embeddings_minute", "rollup_embeddings_day_model"):
+        column = "ts" if table == "events" else "b"
+        ((tokens,),) = chdb_connection.rows(
+            f"SELECT toString(sum(input_tokens)) FROM {table} WHERE {column} >= {day - day % 86400} "
+            f"AND {column} < {day - day % 86400 + 86400}"
+        )
+        assert tokens == "21", table
