@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openusage.server.events import EventRules, parse_events
-from openusage.store.base import Aggregation
+from openusage.store.base import COLUMNS, Aggregation
 from openusage.store.clickhouse import ClickHouseStore, schema_sql
 from openusage.store.clickhouse_connections import ChdbConnection
 
@@ -299,3 +299,29 @@ def test_events_alike_but_for_their_ids_are_each_counted_in_the_rollups(
             f"AND {column} < {day - day % 86400 + 86400}"
         )
         assert tokens == "21", table
+
+
+def test_sums_past_64_bits_are_exact_on_clickhouse(chdb_store: ClickHouseStore) -> None:
+    """Sums come back as 64-bit integers where they fit; one that does not is read again in
+    128 bits, raw or from a rollup, beside buckets that fit."""
+    day = DAY0 + 70 * 86400
+    rows = parse_events(
+        [{"id": f"big-{i}", "type": "embeddings", "timestamp": day + i, "input_tokens": 1} for i in range(5)],
+        EventRules(now=day + 2 * 86400),
+    )
+    at = COLUMNS.index("input_tokens")
+    rows = [(*row[:at], 2**62, *row[at + 1 :]) for row in rows[:4]] + [
+        (*rows[4][:2], day + 86400 + 5, *rows[4][3:])  # the next day: a small sum
+    ]
+    chdb_store.append(rows)
+    query = Aggregation(
+        kind="embeddings",
+        buckets=[(day, day + 86400), (day + 86400, day + 2 * 86400)],
+        width_seconds=86400,
+        group_by=(),
+        filters={},
+        metrics=("input_tokens",),
+    )
+    for using in (None, "auto"):
+        sums = [values for _, _, values in chdb_store.aggregate(query, using=using)]
+        assert sums == [(2**64,), (1,)], using

@@ -275,12 +275,17 @@ class ClickHouseStore:
         metrics = [check_column(m) for m in query.metrics]
         order = ", ".join(["b", *(f"{g} ASC NULLS FIRST" for g in groups)])
         if query.gauge:
-            sql = self._gauge_sql(query, groups, metrics)
+            sql, sums = self._gauge_sql(query, groups, metrics), ["value"]
         else:
             plan = self.plan(query) if using == "auto" else using
-            sql = self._sum_sql(query, groups, metrics, plan)
-        rows = self._con.rows(f"{sql} ORDER BY {order}")
+            sql, sums = self._sum_sql(query, groups, metrics, plan), metrics
+        # The sums as 64-bit integers where they fit (NULL where one does not): chDB hands a
+        # 128-bit integer over as 16 bytes, each made an int in Python.
+        narrow = ", ".join(["b", *groups, *(f"accurateCastOrNull({m}, 'Int64') AS {m}" for m in sums)])
+        rows = self._con.rows(f"SELECT {narrow} FROM ({sql}) ORDER BY {order}")
         n = len(groups)
+        if any(None in r[1 + n :] for r in rows):  # a sum past 64 bits: all of them in 128
+            rows = self._con.rows(f"{sql} ORDER BY {order}")
         return [(int(r[0]), tuple(r[1 : 1 + n]), tuple(int(v) for v in r[1 + n :])) for r in rows]
 
     @staticmethod
