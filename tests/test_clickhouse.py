@@ -74,13 +74,17 @@ def test_the_cluster_schema_is_valid_clickhouse_and_replicated(chdb_connection: 
 
 
 def test_the_schema_command_prints_what_the_store_makes() -> None:
-    printed = subprocess.run(
-        [sys.executable, "-m", "openusage", "clickhouse", "schema", "--cluster", "c1"],
+    assert printed_schema("--cluster", "c1") == "".join(s + ";\n\n" for s in schema_sql("c1"))
+
+
+def printed_schema(*options: str) -> str:
+    """What ``openusage clickhouse schema`` prints with these options."""
+    return subprocess.run(
+        [sys.executable, "-m", "openusage", "clickhouse", "schema", *options],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert printed == "".join(s + ";\n\n" for s in schema_sql("c1"))
 
 
 def _literal(text: str) -> str:
@@ -232,12 +236,7 @@ def test_retention_is_refused_where_it_cannot_be_kept(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match="ClickHouse stores only"):
         open_store(str(tmp_path / "usage.duckdb"), retention_days=30)
     assert not (tmp_path / "usage.duckdb").exists()
-    printed = subprocess.run(
-        [sys.executable, "-m", "openusage", "clickhouse", "schema", "--retention-days", "30"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    printed = printed_schema("--retention-days", "30")
     assert printed == "".join(s + ";\n\n" for s in schema_sql(retention_days=30))
     assert "TTL toDateTime(ts) + INTERVAL 30 DAY" in printed
 

@@ -86,6 +86,12 @@ class Aggregation:
 AggregateRow = tuple[int, tuple[Any, ...], tuple[int, ...]]
 
 
+def past_64_bits(rows: Sequence[tuple[Any, ...]], groups: int) -> bool:
+    """Whether a row of (bucket, ``groups`` values, sums) read with its sums narrowed to 64
+    bits (NULL where one does not fit) has a sum that did not: then all are read in 128."""
+    return any(None in row[1 + groups :] for row in rows)
+
+
 @dataclass(frozen=True)
 class LinearItem:
     """A quantity made of metrics: the sum of ``metric * sign`` over ``terms``."""

@@ -34,6 +34,7 @@ from .base import (
     Stored,
     StoreUnavailable,
     check_column,
+    past_64_bits,
 )
 from .clickhouse_connections import Connection
 from .clickhouse_rollups import ALL_ROLLUPS, DEDUP_WINDOW, dimension_type, prepare_rollups, rebuild_rollups
@@ -284,7 +285,7 @@ class ClickHouseStore:
         narrow = ", ".join(["b", *groups, *(f"accurateCastOrNull({m}, 'Int64') AS {m}" for m in sums)])
         rows = self._con.rows(f"SELECT {narrow} FROM ({sql}) ORDER BY {order}")
         n = len(groups)
-        if any(None in r[1 + n :] for r in rows):  # a sum past 64 bits: all of them in 128
+        if past_64_bits(rows, n):
             rows = self._con.rows(f"{sql} ORDER BY {order}")
         return [(int(r[0]), tuple(r[1 : 1 + n]), tuple(int(v) for v in r[1 + n :])) for r in rows]
 

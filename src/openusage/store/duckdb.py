@@ -36,6 +36,7 @@ from .base import (
     StoreUnavailable,
     check_column,
     memory_bytes,
+    past_64_bits,
 )
 from .rollup_tables import RollupTables
 from .rollups import ROLLUPS, Extent, Plan, choose
@@ -300,11 +301,14 @@ class DuckDBStore:
 
     def _memory(self) -> str:
         """DuckDB's memory in use by what uses it, largest first, in MiB (spilled to disk)."""
-        with self._own_cursor(None) as cursor:
-            rows = cursor.execute(
-                "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() "
-                "WHERE memory_usage_bytes + temporary_storage_bytes > 0 ORDER BY memory_usage_bytes DESC"
-            ).fetchall()
+        try:
+            with self._own_cursor(None) as cursor:
+                rows = cursor.execute(
+                    "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() "
+                    "WHERE memory_usage_bytes + temporary_storage_bytes > 0 ORDER BY memory_usage_bytes DESC"
+                ).fetchall()
+        except duckdb.Error as exc:  # asked while out of memory: must not stop the roller
+            return f"unknown ({exc})"
         return ", ".join(f"{tag} {used / 2**20:.1f} ({spilled / 2**20:.1f})" for tag, used, spilled in rows)
 
     def _wal_bytes(self) -> int:
@@ -406,7 +410,7 @@ class DuckDBStore:
             fetch = sums
         n = len(groups)
         rows = fetch(True)
-        if any(None in r[1 + n :] for r in rows):  # a sum past 64 bits: all of them in 128
+        if past_64_bits(rows, n):
             rows = fetch(False)
         return [(r[0], r[1 : 1 + n], r[1 + n :]) for r in rows]
 
