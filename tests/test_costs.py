@@ -85,6 +85,20 @@ model = "r-test"
 item = "input"
 usd_per_million = "0.0123"
 [[price]]
+model = "r-test"
+item = "output"
+usd_per_million = 2
+[[price]]
+model = "r-test"
+item = "input"
+batch = true
+usd_per_million = 3
+[[price]]
+model = "r-test"
+item = "output"
+batch = true
+usd_per_million = "0.0123"
+[[price]]
 model = "m-test"
 item = "audio input"
 usd_per_million = 40
@@ -204,10 +218,22 @@ MODALITY_ITEMS = {
 ROUNDING_DAY = DAY0 + 12 * DAY
 # 5 tokens at $0.0123/M cost $0.0000000615 each: every line is rounded to a billionth
 # before any sum, so two of them make $0.000000124, not the $0.000000123 of a sum rounded.
+# Beside them, lines whose price rounding cannot change ($2/M output, $3/M batch input),
+# and 7 batch output tokens at $0.0123/M: one answer holds lines of both kinds, batch or not.
 ROUNDING_EVENTS = [
-    event("completions", ROUNDING_DAY + 60, "r1", model="r-test", input_tokens=5, project_id="p3"),
-    event("completions", ROUNDING_DAY + 60, "r2", model="r-test", input_tokens=5, project_id="p4"),
-]
+    event("completions", ROUNDING_DAY + 60, "r1", model="r-test", batch=False, input_tokens=5,
+          output_tokens=1000, project_id="p3", user_id="u1"),
+    event("completions", ROUNDING_DAY + 60, "r2", model="r-test", batch=False, input_tokens=5,
+          output_tokens=1000, project_id="p4", user_id="u2"),
+    event("completions", ROUNDING_DAY + 120, "r3", model="r-test", batch=True, input_tokens=1000,
+          output_tokens=7, project_id="p3", user_id="u1"),
+]  # fmt: skip
+ROUNDING_ITEMS = {
+    "r-test, input": (Decimal("0.000000124"), 10),
+    "r-test, output": (Decimal("0.004"), 2000),
+    "r-test, input (batch)": (Decimal("0.003"), 1000),
+    "r-test, output (batch)": (Decimal("0.000000086"), 7),
+}
 
 
 IMAGE_TOKEN_DAY = DAY0 + 14 * DAY
@@ -532,10 +558,30 @@ def test_each_line_is_rounded_to_a_billionth_before_any_sum(costs_server: Server
     window = {"start_time": ROUNDING_DAY, "end_time": ROUNDING_DAY + DAY, "project_ids": ["p3", "p4"]}
     by_project = exact(costs_server, {**window, "group_by": "project_id"})
     assert {r["project_id"]: r["amount"]["value"] for r in by_project["data"][0]["results"]} == {
-        "p3": Decimal("0.000000062"),
-        "p4": Decimal("0.000000062"),
+        "p3": Decimal("0.005000148"),
+        "p4": Decimal("0.002000062"),
     }
-    assert day_totals(exact(costs_server, window)) == [Decimal("0.000000124")]
+    by_user = exact(costs_server, {**window, "group_by": "user_id"})
+    assert {r["user_id"]: r["amount"]["value"] for r in by_user["data"][0]["results"]} == {
+        "u1": Decimal("0.005000148"),
+        "u2": Decimal("0.002000062"),
+    }
+    by_item = exact(costs_server, {**window, "group_by": "line_item"})
+    assert {r["line_item"]: (r["amount"]["value"], r["quantity"]) for r in by_item["data"][0]["results"]} == (
+        ROUNDING_ITEMS
+    )
+    by_both = exact(costs_server, {**window, "group_by": ["project_id", "line_item"]})
+    assert {
+        (r["project_id"], r["line_item"]): r["amount"]["value"] for r in by_both["data"][0]["results"]
+    } == {
+        ("p3", "r-test, input"): Decimal("0.000000062"),
+        ("p4", "r-test, input"): Decimal("0.000000062"),
+        ("p3", "r-test, output"): Decimal("0.002"),
+        ("p4", "r-test, output"): Decimal("0.002"),
+        ("p3", "r-test, input (batch)"): Decimal("0.003"),
+        ("p3", "r-test, output (batch)"): Decimal("0.000000086"),
+    }
+    assert day_totals(exact(costs_server, window)) == [Decimal("0.007000210")]
 
 
 @pytest.mark.parametrize(

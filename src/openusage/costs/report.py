@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
-from functools import lru_cache
-from typing import Any
+from decimal import Context, Decimal
+from functools import cache, lru_cache
+from operator import itemgetter
+from typing import Any, NamedTuple
 
-from ..catalogue import COSTS, USAGE_ENDPOINTS
-from ..store import AggregateRow, Aggregation, EventStore
-from ..store.base import PricedAggregation
+from ..catalogue import COSTS, USAGE_ENDPOINTS, USAGE_KINDS
+from ..store import Aggregation, EventStore
+from ..store.base import DIMENSIONS, LinearItem, PricedAggregation
 from .lineitems import LINEAR_ITEMS, PRICING_DIMENSIONS, line_name, storage_line_items, variant_of
 from .pricebook import PriceBook
 
 DAY = 86400
+#: each line is rounded to this many decimal places of a dollar before any sum
+DECIMALS = 9
 #: the dimensions besides pricing ones that every line is priced and rounded at, where a
 #: kind has them: costs may be grouped by each
 FINEST = ("project_id", "user_id", "api_key_id", "api_source")
+#: wide enough that a product of any 128-bit sum and a price, and any sum of those, is exact
+EXACT = Context(prec=100)
 
 
 def _number(value: Decimal) -> int | float:
@@ -29,45 +34,71 @@ def _order(value: Any) -> tuple[bool, Any]:
     return (value is not None, value if value is not None else "")
 
 
+class PricedLine(NamedTuple):
+    """One item of one day's (model, tier, ...): its line item name and unit price."""
+
+    item: LinearItem
+    name: str
+    usd: Decimal | None  # None: no price known, the line costs 0 and says "(unpriced)"
+    #: any whole number of units is a whole number of billionths at this price, so
+    #: rounding a line never changes it and its usage may be summed before it is priced
+    exact: bool
+
+
+def _rounds_exactly(usd: Decimal | None) -> bool:
+    return usd is None or usd.scaleb(DECIMALS) == usd.scaleb(DECIMALS).to_integral_value()
+
+
 @lru_cache(maxsize=16_384)  # about 25 MB at most
 def _combo_lines(
     book: PriceBook, kind: str, dims: tuple[str, ...], start: int, values: tuple[Any, ...]
-) -> tuple[tuple[str, str, Decimal | None, str], ...]:
-    """Each item's (item, line item, price of a unit or None, unit) for one day's (model,
-    tier, ...): the same few for every request, so remembered (a costs query over 180 days
-    asks for tens of thousands)."""
+) -> tuple[PricedLine, ...]:
+    """Each item's line for one day's (model, tier, ...): the same few for every request,
+    so remembered (a costs query over 180 days asks for tens of thousands)."""
     combo = dict(zip(dims, values, strict=True))
     day = datetime.fromtimestamp(start, UTC).date()
     model, batch, tier = combo.get("model"), bool(combo.get("batch")), combo.get("service_tier")
     variant = variant_of(kind, combo)
-    lines: list[tuple[str, str, Decimal | None, str]] = []
+    lines: list[PricedLine] = []
     for item in LINEAR_ITEMS[kind]:
         name = line_name(item.item, model, batch, tier, variant)
         quote = book.quote(model, item.item, day, batch=batch, service_tier=tier, variant=variant)
-        if quote is None:
-            lines.append((item.item, f"{name} (unpriced)", None, item.unit))
-        else:
-            lines.append((item.item, name, quote.usd, item.unit))
+        usd = None if quote is None else quote.usd
+        name = name if quote is not None else f"{name} (unpriced)"
+        lines.append(PricedLine(item, name, usd, _rounds_exactly(usd)))
     return tuple(lines)
 
 
-def _price_rows(
-    kind: str,
-    dims: tuple[str, ...],
-    combos: list[AggregateRow],
-    book: PriceBook,
-    wanted: Container[str] | None,
-) -> list[tuple[Any, ...]]:
-    """The price of every item for every (day, model, tier, ...) the usage has.
+@cache
+def _quantities(kind: str) -> Callable[[Sequence[int]], Sequence[int]]:
+    """A kind's item quantities (in ``LINEAR_ITEMS`` order) from its metric sums."""
+    place = {metric: i for i, metric in enumerate(USAGE_KINDS[kind].metric_names)}
+    terms = [[(place[metric], sign) for metric, sign in item.terms] for item in LINEAR_ITEMS[kind]]
+    if any(sign <= 0 for item in terms for _, sign in item):
+        # Usage summed at a coarser grain is priced only because no quantity falls as
+        # rows add up: a term that subtracts would break that.
+        raise ValueError(f"a {kind} line item subtracts a metric")
+    if len(terms) > 1 and all(len(item) == 1 for item in terms):
+        return itemgetter(*(item[0][0] for item in terms))  # one call a row, not one an item
+    return lambda sums: [sum(sums[i] * sign for i, sign in item) for item in terms]
 
-    With ``wanted``, only the line items it names: usage without a price row is left out.
-    """
-    return [
-        (start, *values, item, name, usd, unit)
-        for start, values, _ in combos
-        for item, name, usd, unit in _combo_lines(book, kind, dims, start, tuple(values))
-        if wanted is None or name in wanted
-    ]
+
+def _narrowed(
+    prices: list[tuple[Any, ...]], pricing: tuple[str, ...], filters: dict[str, tuple[str | bool, ...]]
+) -> dict[str, tuple[str | bool, ...]]:
+    """``filters`` narrowed to the (model, batch, ...) values the price rows name, so that
+    the store reads only their finest rows (the join with the price rows decides the rest).
+
+    A dimension is left alone where a row has no value (usage without one is priced too,
+    and a filter would drop it) and, for a flag, where the rows have both values. (Costs
+    take no filter on a pricing dimension, so none is replaced.)"""
+    narrowed = dict(filters)
+    for place, dimension in enumerate(pricing, start=1):
+        values = {p[place] for p in prices}
+        if None in values or (DIMENSIONS[dimension] == "boolean" and len(values) > 1):
+            continue
+        narrowed[dimension] = tuple(sorted(values))
+    return narrowed
 
 
 def cost_results(
@@ -82,17 +113,19 @@ def cost_results(
 
     Every line of every finest row (day, project, user, key, source and what prices the
     usage) is priced and rounded to a billionth of a dollar before any sum, in the store;
-    every grouping then adds up the same lines, so totals agree exactly. A ``line_item``
-    filter keeps the lines whose complete name it lists.
+    every grouping then adds up the same lines, so totals agree exactly. Lines at a price
+    that rounding cannot change are priced from coarser rows, which sums the same amounts.
+    A ``line_item`` filter keeps the lines whose complete name it lists.
     """
     wanted = frozenset(str(v) for v in filters["line_item"]) if "line_item" in filters else None
     usage_filters = {k: v for k, v in filters.items() if k != "line_item"}
-    totals: dict[tuple[int, tuple[Any, ...]], list[Any]] = {}
+    #: per bucket start, per group: [amount, quantity, unit]
+    totals: dict[int, dict[tuple[Any, ...], list[Any]]] = {}
 
     def add(start: int, key: tuple[Any, ...], amount: Decimal, quantity: Decimal | int, unit: str) -> None:
-        acc = totals.setdefault((start, key), [Decimal(0), Decimal(0), unit])
-        acc[0] += amount
-        acc[1] += quantity
+        acc = totals.setdefault(start, {}).setdefault(key, [Decimal(0), Decimal(0), unit])
+        acc[0] = EXACT.add(acc[0], amount)
+        acc[1] = EXACT.add(acc[1], quantity)
 
     for endpoint in USAGE_ENDPOINTS:
         dims = endpoint.group_fields
@@ -124,36 +157,59 @@ def cost_results(
                     key = tuple(line.name if g == "line_item" else row.get(g) for g in group_by)
                     add(start, key, line.amount, line.quantity, line.unit)
             continue
-        combos = store.aggregate(replace(base, group_by=pricing, metrics=endpoint.metric_names[:1]))
-        if not combos:
+        # Usage at the grain the output needs: lines at an exact price are priced from
+        # it; the others from the finest rows, in the store, each rounded before any sum.
+        shown = tuple(d for d in finest if d in group_by or d in pricing)
+        combo_at = [shown.index(d) for d in pricing]
+        key_at = [shown.index(g) if g in shown else None for g in group_by]
+        inexact: list[tuple[Any, ...]] = []
+        quantities = _quantities(endpoint.name)
+        for start, values, metrics in store.aggregate(replace(base, group_by=shown)):
+            combo = tuple(values[i] for i in combo_at)
+            lines = _combo_lines(book, endpoint.name, pricing, start, combo)
+            for priced, quantity in zip(lines, quantities(metrics), strict=True):
+                if not quantity or (wanted is not None and priced.name not in wanted):
+                    continue  # no usage at this grain: none at a finer one either
+                if not priced.exact:
+                    inexact.append(
+                        (start, *combo, priced.item.item, priced.name, priced.usd, priced.item.unit)
+                    )
+                    continue
+                key = tuple(
+                    priced.name if g == "line_item" else None if i is None else values[i]
+                    for g, i in zip(group_by, key_at, strict=True)
+                )
+                amount = Decimal(0) if priced.usd is None else EXACT.multiply(quantity, priced.usd)
+                add(start, key, amount, quantity, priced.item.unit)
+        if not inexact:
             continue
-        prices = _price_rows(endpoint.name, pricing, combos, book, wanted)
-        if not prices:
-            continue
-        priced = PricedAggregation(
-            base=base,
+        finest_rows = PricedAggregation(
+            base=replace(base, filters=_narrowed(inexact, pricing, usage_filters)),
             items=LINEAR_ITEMS[endpoint.name],
             price_dimensions=pricing,
-            prices=prices,
+            prices=list(dict.fromkeys(inexact)),  # one row per (day, combo, item)
             output=group_by,
+            decimals=DECIMALS,
         )
-        for start, key, amount, quantity, unit in store.aggregate_priced(priced):
+        for start, key, amount, quantity, unit in store.aggregate_priced(finest_rows):
             add(start, key, amount, quantity, unit)
 
+    template: dict[str, Any] = {
+        "object": result_object,
+        **dict.fromkeys(COSTS.group_fields),
+        "quantity": None,
+        "quantity_unit": None,
+    }
     by_bucket: dict[int, list[dict[str, Any]]] = {}
-    for (start, key), (amount, quantity, unit) in sorted(
-        totals.items(), key=lambda kv: (kv[0][0], tuple(_order(v) for v in kv[0][1]))
-    ):
-        result: dict[str, Any] = {
-            "object": result_object,
-            "amount": {"value": float(amount), "currency": "usd"},
-            **dict.fromkeys(COSTS.group_fields),
-            "quantity": None,
-            "quantity_unit": None,
-        }
-        result.update(zip(group_by, key, strict=True))
-        if "line_item" in group_by:
-            result["quantity"] = _number(quantity)
-            result["quantity_unit"] = unit
-        by_bucket.setdefault(start, []).append(result)
+    for start, groups in totals.items():
+        results = by_bucket[start] = []
+        for key in sorted(groups, key=lambda key: tuple(_order(v) for v in key)):
+            amount, quantity, unit = groups[key]
+            result = template.copy()
+            result["amount"] = {"value": float(amount), "currency": "usd"}
+            result.update(zip(group_by, key, strict=True))
+            if "line_item" in group_by:
+                result["quantity"] = _number(quantity)
+                result["quantity_unit"] = unit
+            results.append(result)
     return by_bucket

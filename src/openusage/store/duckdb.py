@@ -368,11 +368,21 @@ class DuckDBStore:
         extents = {r.table: Extent(self._rollups.rows[r.table], seconds) for r in ROLLUPS[query.kind]}
         return choose(query, ROLLUPS[query.kind], Extent(span[0], seconds), extents)
 
+    def _none_in_range(self, query: Aggregation) -> bool:
+        """Whether no event of the query's kind can count in its buckets, so that it needs
+        no read (a costs query asks every kind, most often of none). Spans only widen, and
+        are widened before a write is acknowledged."""
+        span = self._spans.get(query.kind)
+        if not query.buckets or span is None:
+            return True
+        # A gauge carries reports from before its range forward.
+        return span[1] >= query.buckets[-1][1] or (not query.gauge and span[2] < query.buckets[0][0])
+
     def aggregate(
         self, query: Aggregation, *, using: Plan | Literal["auto"] | None = "auto"
     ) -> list[AggregateRow]:
         """``using`` is the plan to read by (None: raw events only); by default the router's."""
-        if not query.buckets:
+        if self._none_in_range(query):
             return []
         groups = [check_column(g) for g in query.group_by]
         metrics = [check_column(m) for m in query.metrics]
@@ -544,7 +554,7 @@ class DuckDBStore:
 
     def aggregate_priced(self, query: PricedAggregation) -> list[PricedRow]:
         base = query.base
-        if not base.buckets:
+        if self._none_in_range(base):
             return []
         groups = [check_column(g) for g in base.group_by]
         # The fine rows name their sums after the metrics, for the items' terms.
