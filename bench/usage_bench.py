@@ -39,6 +39,11 @@ KEY = "sk-admin-bench-" + "b" * 32
 TIMESTAMP = re.compile(rb'"@T(\d+)-(\d+)@"')
 DAY = 86400
 TIERS = ("default", "flex", "priority", "scale")
+MODELS = (
+    "gpt-3.5-turbo", "gpt-4-turbo", "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano",
+    "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5.1", "gpt-5.1-codex-mini", "gpt-5.2", "gpt-5.3-codex",
+    "gpt-5.4", "gpt-5.4-mini", "gpt-5.4-nano", "gpt-5.5", "codex-mini", "chatgpt-4o-latest",
+)  # fmt: skip
 
 
 def free_port() -> int:
@@ -63,7 +68,9 @@ class Dataset:
         self.keys: dict[str, list[str]] = {}
         for i in range(500):
             self.keys.setdefault(rng.choice(self.projects), []).append(f"key_{i:03d}")
-        self.models = [f"model-{i:02d}" for i in range(20)]
+        # Models the bundled price book prices, so that the costs query prices every line
+        # (some of their batch prices are not whole billionths a token).
+        self.models = list(MODELS)
 
     def template(self, rng: random.Random, size: int) -> bytes:
         """A batch body whose ids and timestamps carry placeholders, filled in per batch.
@@ -313,7 +320,7 @@ def main() -> None:
         "1m x 1440 ungrouped": {"path": "completions", "start_time": now - DAY, "bucket_width": "1m", "limit": 1440},
         "1h x 168 by project, model, filtered": {
             "path": "completions", "start_time": now - 7 * DAY, "bucket_width": "1h", "limit": 168,
-            "group_by": "project_id,model", "project_ids": ",".join(some_projects), "models": "model-00,model-01",
+            "group_by": "project_id,model", "project_ids": ",".join(some_projects), "models": f"{MODELS[0]},{MODELS[1]}",
         },
         "users and keys of one project, 1d x 30": {
             "path": "completions", "start_time": day0 - 29 * DAY, "limit": 31, "group_by": "user_id,api_key_id",
@@ -438,7 +445,7 @@ def main() -> None:
         "1h x 168 by project, model, filtered": (
             "SELECT ts - ts % 3600 AS b, project_id, model, sum(input_tokens) FROM events WHERE kind = 'completions' "
             f"AND ts >= {now - 7 * DAY} AND project_id IN ({', '.join(repr(p) for p in some_projects)}) "
-            "AND model IN ('model-00', 'model-01') GROUP BY ALL"
+            f"AND model IN ('{MODELS[0]}', '{MODELS[1]}') GROUP BY ALL"
         ),
         "users and keys of one project, 1d x 30": (
             "SELECT ts - ts % 86400 AS b, user_id, api_key_id, sum(input_tokens) FROM events WHERE kind = 'completions' "

@@ -183,9 +183,13 @@ def cost_results(
                 add(start, key, amount, quantity, priced.item.unit)
         if not inexact:
             continue
+        # The store sums and prices only the items and metrics these lines need.
+        names = {p[-4] for p in inexact}
+        items = tuple(item for item in LINEAR_ITEMS[endpoint.name] if item.item in names)
+        metrics = tuple(dict.fromkeys(metric for item in items for metric, _ in item.terms))
         finest_rows = PricedAggregation(
-            base=replace(base, filters=_narrowed(inexact, pricing, usage_filters)),
-            items=LINEAR_ITEMS[endpoint.name],
+            base=replace(base, filters=_narrowed(inexact, pricing, usage_filters), metrics=metrics),
+            items=items,
             price_dimensions=pricing,
             prices=list(dict.fromkeys(inexact)),  # one row per (day, combo, item)
             output=group_by,
