@@ -81,12 +81,12 @@ def usage_results(query: UsageQuery, aggregate: Callable[[Aggregation], list[Agg
             )
         )
         template = result_template(query)
-        names, group_by = endpoint.metric_names, query.group_by
+        fields = (*endpoint.metric_names, *query.group_by)
         by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for start, groups, metrics in rows:
+            # Filled in the template's order: metrics, then the groups asked for.
             result = template.copy()
-            result.update(zip(names, metrics, strict=True))
-            result.update(zip(group_by, groups, strict=True))
+            result.update(zip(fields, metrics + groups, strict=True))
             by_bucket[start].append(result)
         return by_bucket
 

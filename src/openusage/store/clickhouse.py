@@ -300,10 +300,19 @@ class ClickHouseStore:
                 clauses.append(f"{column} IN ({', '.join(_quoted(str(v)) for v in values)})")
         return "".join(f" AND {c}" for c in clauses)
 
-    def _sum_sql(self, query: Aggregation, groups: list[str], metrics: list[str], plan: Plan | None) -> str:
+    def _sum_sql(
+        self,
+        query: Aggregation,
+        groups: list[str],
+        metrics: list[str],
+        plan: Plan | None,
+        only: tuple[str, list[str]] | None = None,
+    ) -> str:
         """Sums per bucket and group, from the router's rollups and raw events for the
         edges no rollup grain covers. Buckets after the first start on a width boundary;
-        the first may start off one."""
+        the first may start off one. ``only`` (a table, and dimensions) keeps the rows
+        whose bucket and values of those dimensions are a row of the table, before they
+        are summed."""
         first, last = int(query.buckets[0][0]), int(query.buckets[-1][1])
         width = int(query.width_seconds)
         columns = ", ".join([*groups, *(f"toInt128({m}) AS {m}" for m in metrics)])
@@ -328,7 +337,14 @@ class ClickHouseStore:
             [f"greatest(t - t % {width}, {first}) AS b", *groups, *(f"sum({m}) AS {m}" for m in metrics)]
         )
         source = " UNION ALL ".join(parts)
-        return f"SELECT {select} FROM ({source}) GROUP BY {', '.join(['b', *groups])}"
+        kept = ""
+        if only is not None:
+            table, dims = only
+            keys = "".join(f", {_join_key(d)}" for d in dims)
+            kept = (
+                f" WHERE (greatest(t - t % {width}, {first}){keys}) IN (SELECT DISTINCT b{keys} FROM {table})"
+            )
+        return f"SELECT {select} FROM ({source}){kept} GROUP BY {', '.join(['b', *groups])}"
 
     @classmethod
     def _gauge_sql(cls, query: Aggregation, groups: list[str], metrics: list[str]) -> str:
@@ -386,7 +402,9 @@ class ClickHouseStore:
         groups = [check_column(g) for g in base.group_by]
         metrics = [check_column(m) for m in base.metrics]
         price_dims = [check_column(d) for d in query.price_dimensions]
-        fine = self._sum_sql(base, groups, metrics, self.plan(base))
+        prices = f"prices_{uuid.uuid4().hex}"
+        # Only the rows some price row is for are summed.
+        fine = self._sum_sql(base, groups, metrics, self.plan(base), (prices, price_dims))
         keys = "".join(f"{g}, " for g in groups)
         # One line per item of each fine row, in one pass over it: ClickHouse inlines a
         # WITH subquery where it is used, so a UNION ALL per item summed the events again
@@ -402,7 +420,6 @@ class ClickHouseStore:
             for g in query.output
         ]
         decimals = int(query.decimals)
-        prices = f"prices_{uuid.uuid4().hex}"
         dims = "".join(f", {d} {dimension_type(d)}" for d in price_dims)
         self._con.command(
             f"CREATE TABLE {prices} (b Int64{dims}, item String, line_item String, "
