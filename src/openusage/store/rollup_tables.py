@@ -23,6 +23,7 @@ from itertools import accumulate
 import duckdb
 
 from .base import DIMENSIONS
+from .duckdb_results import one_row
 from .rollups import ROLLUPS, Rollup
 
 ALL_ROLLUPS: tuple[Rollup, ...] = tuple(r for rollups in ROLLUPS.values() for r in rollups)
@@ -74,7 +75,7 @@ class RollupTables:
     @staticmethod
     def watermark(cursor: duckdb.DuckDBPyConnection) -> int:
         """The last event sequence number every rollup holds, in the cursor's snapshot."""
-        (rolled,) = cursor.execute("SELECT max(rolled) FROM rollup_state").fetchone()  # type: ignore[misc]
+        (rolled,) = one_row(cursor, "SELECT max(rolled) FROM rollup_state")
         return int(rolled)
 
     @staticmethod
@@ -92,7 +93,7 @@ class RollupTables:
                 "CREATE TABLE IF NOT EXISTS rollup_definitions (name VARCHAR PRIMARY KEY, definition VARCHAR)"
             )
             cursor.execute("CREATE TABLE IF NOT EXISTS rollup_state (rolled BIGINT NOT NULL)")
-            if cursor.execute("SELECT count(*) FROM rollup_state").fetchone() == (0,):
+            if one_row(cursor, "SELECT count(*) FROM rollup_state") == (0,):
                 cursor.execute("INSERT INTO rollup_state VALUES (0)")
             stored = dict(cursor.execute("SELECT name, definition FROM rollup_definitions").fetchall())
             existing = {t for (t,) in cursor.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
@@ -116,7 +117,7 @@ class RollupTables:
         """Every rollup again from all raw events, in one transaction."""
         cursor.execute("BEGIN TRANSACTION")
         try:
-            (last,) = cursor.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()  # type: ignore[misc]
+            (last,) = one_row(cursor, "SELECT coalesce(max(seq), 0) FROM events")
             # Emptied and filled, not dropped and created: the tables match their
             # definitions already (``open`` saw to it), and a dropped table left DuckDB
             # 2.0 refusing to checkpoint.
@@ -145,7 +146,7 @@ class RollupTables:
 
     def _count(self, cursor: duckdb.DuckDBPyConnection, rollups: Iterable[Rollup]) -> None:
         for rollup in rollups:
-            (self.rows[rollup.table],) = cursor.execute(f"SELECT count(*) FROM {rollup.table}").fetchone()  # type: ignore[misc]
+            (self.rows[rollup.table],) = one_row(cursor, f"SELECT count(*) FROM {rollup.table}")
 
     def roll(self, cursor: duckdb.DuckDBPyConnection, upto: int) -> int:
         """Fold the events past the watermark, up to sequence number ``upto``, into the
@@ -165,7 +166,7 @@ class RollupTables:
                 days.setdefault(kind, []).append(int(day))
             for kind, touched in days.items():
                 for rollup in ROLLUPS.get(kind, ()):
-                    (count,) = cursor.execute(_fill_sql(rollup), [rolled, upto]).fetchone()  # type: ignore[misc]
+                    (count,) = one_row(cursor, _fill_sql(rollup), [rolled, upto])
                     added.append((rollup.table, int(count), touched))
             self._set_watermark(cursor, upto)
             cursor.execute("COMMIT")

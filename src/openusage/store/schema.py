@@ -15,6 +15,7 @@ import duckdb
 
 from ..catalogue import USAGE_ENDPOINTS
 from .base import DIMENSIONS, METRIC_COLUMNS, StoreUnavailable
+from .duckdb_results import one_row
 
 VERSION = 3
 
@@ -73,7 +74,7 @@ def prepare(con: duckdb.DuckDBPyConnection, path: str) -> None:
         return
     version = 1
     if "store_version" in tables:
-        (version,) = con.execute("SELECT max(version) FROM store_version").fetchone()  # type: ignore[misc]
+        (version,) = one_row(con, "SELECT max(version) FROM store_version")
     if version > VERSION:
         raise StoreUnavailable(
             f"{path} was written by a newer openusage (store version {version}; this one reads "

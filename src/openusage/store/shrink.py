@@ -15,6 +15,7 @@ import duckdb
 
 from .base import StoreUnavailable
 from .duckdb import DuckDBStore
+from .duckdb_results import one_row
 
 
 def _sync(path: Path) -> None:
@@ -41,7 +42,7 @@ def shrink(path: Path) -> tuple[int, int]:
     partial.unlink(missing_ok=True)
     con = duckdb.connect(str(partial))
     try:
-        (name,) = con.execute("SELECT current_database()").fetchone()  # type: ignore[misc]
+        (name,) = one_row(con, "SELECT current_database()")
         try:
             con.execute("ATTACH ? AS source (READ_ONLY)", [str(path)])
         except duckdb.Error as exc:
