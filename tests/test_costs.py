@@ -314,6 +314,8 @@ def test_every_line_item_matches_the_hand_computed_figure(costs_server: Server) 
     }
     assert got == {name: (Decimal(a), Decimal(q), u) for name, (a, q, u) in DAY_ONE_ITEMS.items()}
     assert all(r["amount"]["currency"] == "usd" for r in bucket["results"])
+    # As OpenAI writes them (tests/data/fixtures/costs__*.json): the object, then the amount.
+    assert all(list(r)[:2] == ["object", "amount"] for r in bucket["results"])
     assert [r["line_item"] for r in bucket["results"]] == sorted(got)
 
 

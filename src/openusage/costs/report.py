@@ -200,6 +200,7 @@ def cost_results(
 
     template: dict[str, Any] = {
         "object": result_object,
+        "amount": None,
         **dict.fromkeys(COSTS.group_fields),
         "quantity": None,
         "quantity_unit": None,
