@@ -186,9 +186,9 @@ def cost_results(
         # The store sums and prices only the items and metrics these lines need.
         names = {p[-4] for p in inexact}
         items = tuple(item for item in LINEAR_ITEMS[endpoint.name] if item.item in names)
-        metrics = tuple(dict.fromkeys(metric for item in items for metric, _ in item.terms))
+        needed = tuple(dict.fromkeys(metric for item in items for metric, _ in item.terms))
         finest_rows = PricedAggregation(
-            base=replace(base, filters=_narrowed(inexact, pricing, usage_filters), metrics=metrics),
+            base=replace(base, filters=_narrowed(inexact, pricing, usage_filters), metrics=needed),
             items=items,
             price_dimensions=pricing,
             prices=list(dict.fromkeys(inexact)),  # one row per (day, combo, item)
