@@ -60,7 +60,7 @@ MIN_FREE_BYTES = 64 * 2**20
 EVENT_BYTES = 512
 #: DuckDB checkpoints by itself past this much write-ahead log, and a checkpoint is when it
 #: reclaims the rows compaction deleted: fewer, larger ones cost less (16MB, its default,
-#: made appending 2M events 20% slower). It does so only when no other transaction is
+#: made appending 2M events a quarter slower). It does so only when no other transaction is
 #: running, which a busy server seldom sees; then the roller asks for one.
 CHECKPOINT_WAL_BYTES = 64 * 2**20
 
