@@ -145,11 +145,15 @@ def test_costs_equal_every_line_priced_at_the_finest_grain(
             answer = cost_results(buckets, tuple(group_by), wanted, store, book, "organization.costs.result")
         finally:
             store.close()
+    # Grouped by line item, each result also carries its quantity; otherwise it is null.
+    by_item = "line_item" in group_by
     got = {
-        (start, tuple(r[g] for g in group_by)): r["amount"]["value"]
+        (start, tuple(r[g] for g in group_by)): (r["amount"]["value"], r["quantity"])
         for start, results in answer.items()
         for r in results
     }
     stored = [e for batch in events for e in batch] + events_of(batches[0], len(batches))
     expected = by_the_rule(stored, book, tuple(group_by), filters)
-    assert got == {key: float(amount) for key, (amount, _) in expected.items()}
+    assert got == {
+        key: (float(amount), quantity if by_item else None) for key, (amount, quantity) in expected.items()
+    }
