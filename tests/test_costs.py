@@ -647,6 +647,40 @@ def test_batch_and_flex_without_a_dataset_price_cost_half_and_priority_is_unpric
     assert book.quote(model, "input", day, batch=False, service_tier="priority") is None
 
 
+def test_every_day_of_a_run_without_price_changes_has_the_quote_of_its_first_day() -> None:
+    """Costs price each (model, tier, ...) once per run of days with the same prices; a
+    change the book does not see would price days after it at the old price."""
+    from datetime import timedelta
+
+    from openusage.costs import PriceBook
+    from openusage.costs.pricebook import rules_from_toml
+
+    rules, _ = rules_from_toml(
+        '[[price]]\nmodel = "gpt-4o"\nitem = "output"\nusd = 1\nfrom = "2026-03-05"\nuntil = "2026-03-09"\n'
+        '[[price]]\nmodel = "m-own"\nitem = "input"\nusd = 2\nfrom = "2026-01-20"\n',
+        "test prices",
+    )
+    changed = 0
+    for book in (PriceBook(), PriceBook(rules)):
+        previous: dict[tuple[Any, ...], Any] = {}
+        for offset in range(0, 420):
+            day = date(2025, 12, 1) + timedelta(days=offset)
+            start = book.period_start(day)
+            assert start <= day
+            for model in ("gpt-4o", "gpt-5", "o3", "gpt-4.1-mini", "m-own"):
+                for item in ("input", "cached input", "output"):
+                    for batch, tier in ((False, None), (True, None), (False, "flex"), (False, "priority")):
+                        args = (model, item)
+                        quote = book.quote(*args, day, batch=batch, service_tier=tier)
+                        assert quote == book.quote(*args, start, batch=batch, service_tier=tier), (args, day)
+                        key = (model, item, batch, tier)
+                        changed += key in previous and previous[key] != quote
+                        previous[key] = quote
+    # The dataset's own changes (batch cached input on 2026-10-14, among others) and the
+    # price file's both happen in these days: the check above saw prices change.
+    assert changed >= 10
+
+
 def test_flex_and_unpriced_priority_usage_get_their_own_line_items(tmp_path: Path) -> None:
     day = int(time.time()) - int(time.time()) % DAY - DAY
     running = start_server(tmp_path)

@@ -16,6 +16,7 @@ never rewrites the days before it.
 from __future__ import annotations
 
 import tomllib
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from genai_prices import data as genai_data
-from genai_prices.types import ModelInfo, ModelPrice, Provider
+from genai_prices.types import ModelInfo, ModelPrice, Provider, StartDateConstraint
 
 MILLION = Decimal(1_000_000)
 THOUSAND = Decimal(1_000)
@@ -190,6 +191,18 @@ def _openai() -> Provider:
     return next(p for p in genai_data.providers if p.id == "openai")
 
 
+@cache
+def _dataset_changes() -> frozenset[date]:
+    """The days on which a price of an OpenAI model in the dataset changes. (Its other
+    constraints are times of day, the same every day at the midnight a day is priced at.)"""
+    constraints = []
+    for model in _openai().models:
+        if not isinstance(model.prices, ModelPrice):
+            constraints += [price.constraint for price in model.prices]
+        constraints += [variant.constraint for variant in model.price_variants or ()]
+    return frozenset(c.start_date for c in constraints if isinstance(c, StartDateConstraint))
+
+
 @lru_cache(maxsize=4096)
 def _model(name: str) -> ModelInfo | None:
     found: ModelInfo | None = _openai().find_model(name)
@@ -223,6 +236,9 @@ class PriceBook:
         self._dataset = f"genai-prices {_dataset_version()}"
         # Costs look up the same few prices for many rows: remember them.
         self._lookup = lru_cache(maxsize=65_536)(self._find)
+        rules = (*self._overrides, *self._supplement)
+        dates = {d for rule in rules for d in (rule.start, rule.until) if d is not None}
+        self._changes = sorted({date.min, *dates, *_dataset_changes()})
 
     @classmethod
     def from_file(cls, path: Path | None) -> PriceBook:
@@ -243,6 +259,11 @@ class PriceBook:
     ) -> Quote | None:
         """The price of one unit of ``item`` on ``day``, or None: unpriced."""
         return self._lookup((model, item, day, batch, service_tier, variant))
+
+    def period_start(self, day: date) -> date:
+        """The first day of the run of days around ``day`` in which no price changes: every
+        quote for a day of the run is the quote for this one (date.min: before any change)."""
+        return self._changes[bisect_right(self._changes, day) - 1]
 
     def _find(self, args: tuple[str | None, str, date, bool, str | None, str | None]) -> Quote | None:
         model, item, day, batch, service_tier, _ = args

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Context, Decimal
 from functools import cache, lru_cache
 from operator import itemgetter
@@ -49,14 +49,22 @@ def _rounds_exactly(usd: Decimal | None) -> bool:
     return usd is None or usd.scaleb(DECIMALS) == usd.scaleb(DECIMALS).to_integral_value()
 
 
-@lru_cache(maxsize=16_384)  # about 25 MB at most
 def _combo_lines(
     book: PriceBook, kind: str, dims: tuple[str, ...], start: int, values: tuple[Any, ...]
 ) -> tuple[PricedLine, ...]:
-    """Each item's line for one day's (model, tier, ...): the same few for every request,
-    so remembered (a costs query over 180 days asks for tens of thousands)."""
-    combo = dict(zip(dims, values, strict=True))
+    """Each item's line for one day's (model, tier, ...)."""
     day = datetime.fromtimestamp(start, UTC).date()
+    return _period_lines(book, kind, dims, book.period_start(day), values)
+
+
+@lru_cache(maxsize=16_384)  # about 25 MB at most
+def _period_lines(
+    book: PriceBook, kind: str, dims: tuple[str, ...], day: date, values: tuple[Any, ...]
+) -> tuple[PricedLine, ...]:
+    """Each item's line for (model, tier, ...) over a run of days with the same prices: the
+    same few for every request, so remembered. (Looked up day by day, the first costs query
+    over 180 days took most of a second looking up tens of thousands.)"""
+    combo = dict(zip(dims, values, strict=True))
     model, batch, tier = combo.get("model"), bool(combo.get("batch")), combo.get("service_tier")
     variant = variant_of(kind, combo)
     lines: list[PricedLine] = []
