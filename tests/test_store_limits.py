@@ -10,6 +10,7 @@ import httpx
 from openusage.server.events import EventRules, parse_events
 from openusage.store import Aggregation, DuckDBStore
 from openusage.store.base import COLUMNS
+from openusage.store.rollups import ROLLUPS, covering
 
 from .conftest import ADMIN_KEY, DAY, start_server, stop_server
 
@@ -75,6 +76,20 @@ def test_token_sums_past_64_bits_are_exact_through_raw_events_and_rollups(tmp_pa
         store.close()
 
 
+def hostile_events(first: int, count: int, now: int) -> list[dict[str, object]]:
+    """Events whose ids and four string fields are long and each one distinct."""
+    return [
+        {
+            "id": f"e{i}-" + "i" * 200,
+            "type": "completions",
+            "timestamp": now - i % 86_400,
+            **{field: field[0] * 250 + str(i) for field in ("model", "project_id", "user_id", "api_key_id")},
+            "input_tokens": 5,
+        }
+        for i in range(first, first + count)
+    ]
+
+
 def test_a_store_that_cannot_roll_up_at_close_still_closes_and_loses_nothing(tmp_path: Path) -> None:
     """Rolling up 100,000 events whose strings are long and distinct needs more than 64MiB
     (appending them does not: it spills). Closing must close the file anyway; the events
@@ -82,16 +97,7 @@ def test_a_store_that_cannot_roll_up_at_close_still_closes_and_loses_nothing(tmp
     path = tmp_path / "tight.duckdb"
     store = DuckDBStore(path, memory_limit="64MiB")
     now = 1_800_000_000
-    events = [
-        {
-            "id": f"e{i}-" + "i" * 200,
-            "type": "completions",
-            "timestamp": now - i,
-            **{field: field[0] * 250 + str(i) for field in ("model", "project_id", "user_id", "api_key_id")},
-            "input_tokens": 5,
-        }
-        for i in range(100_000)
-    ]
+    events = hostile_events(0, 100_000, now)
     assert store.append(parse_events(events, EventRules(now=now))).inserted == 100_000
     store.close()  # the roll-up may fail here; the close must not
     reopened = DuckDBStore(path)
@@ -107,6 +113,33 @@ def test_a_store_that_cannot_roll_up_at_close_still_closes_and_loses_nothing(tmp
         assert sum(metrics[0] for _, _, metrics in reopened.aggregate(query)) == 500_000
     finally:
         reopened.close()
+
+
+def test_rebuilding_rollups_stays_within_a_tight_memory_limit(tmp_path: Path) -> None:
+    """Rollups are filled a share of the events at a time, so rolling up a backlog or
+    rebuilding needs bounded memory: 150,000 events of long distinct strings are rebuilt
+    under 128MB (summed in one GROUP BY they ran out), each counted once."""
+    store = DuckDBStore(tmp_path / "tight.duckdb", memory_limit="128MB")
+    now = 1_800_000_000
+    try:
+        for first in range(0, 150_000, 10_000):
+            store.append(parse_events(hostile_events(first, 10_000, now), EventRules(now=now)))
+        store.rebuild_rollups()
+        assert store.unrolled() == 0
+        query = Aggregation(
+            kind="completions",
+            buckets=[(now - 2 * 86_400, now + 1)],
+            width_seconds=86_400,
+            group_by=("project_id",),
+            filters={},
+            metrics=("input_tokens",),
+        )
+        answers = [store.aggregate(query, using=plan) for plan in covering(query, ROLLUPS["completions"])]
+    finally:
+        store.close()
+    assert answers, "some rollup answers by project"
+    for rows in answers:
+        assert len(rows) == 150_000 and {metrics for _, _, metrics in rows} == {(5,)}
 
 
 def test_a_write_that_fails_inside_its_transaction_leaves_the_store_working(tmp_path: Path) -> None:

@@ -33,6 +33,9 @@ COMPACT_MIN_ROWS = 20_000
 #: compaction rewrites a table a day of buckets at a time, or several days when together
 #: they hold at most this many rows (a backfill touches hundreds of small days)
 COMPACT_SPAN_ROWS = 100_000
+#: rolling up sums at most this many events per statement: a GROUP BY's memory is
+#: bounded so, however many events wait (a backlog, a rebuild); it does not spill to disk
+FILL_MOST_EVENTS = 50_000
 DAY = 86_400
 
 
@@ -51,13 +54,19 @@ def _groups(rollup: Rollup) -> str:
     return ", ".join(["b", *rollup.dimensions])
 
 
-def _fill_sql(rollup: Rollup) -> str:
-    """Pre-aggregate the events of the rollup's kind with ``$1 < seq <= $2`` into its table."""
-    return (
+def _fill(cursor: duckdb.DuckDBPyConnection, rollup: Rollup, after: int, upto: int) -> int:
+    """Pre-aggregate the events of the rollup's kind with ``after < seq <= upto`` into its
+    table, ``FILL_MOST_EVENTS`` at a time; the rows added."""
+    sql = (
         f"INSERT INTO {rollup.table} SELECT ts - ts % {rollup.grain} AS b, "
         f"{', '.join([*rollup.dimensions, _sums(rollup)])} FROM events "
         f"WHERE kind = '{rollup.kind}' AND seq > $1 AND seq <= $2 GROUP BY {_groups(rollup)}"
     )
+    added = 0
+    for start in range(after, upto, FILL_MOST_EVENTS):
+        (count,) = one_row(cursor, sql, [start, min(start + FILL_MOST_EVENTS, upto)])
+        added += int(count)
+    return added
 
 
 class RollupTables:
@@ -123,7 +132,7 @@ class RollupTables:
             # 2.0 refusing to checkpoint.
             for rollup in ALL_ROLLUPS:
                 cursor.execute(f"DELETE FROM {rollup.table}")
-                cursor.execute(_fill_sql(rollup), [0, last])
+                _fill(cursor, rollup, 0, last)
             self._set_watermark(cursor, last)
             cursor.execute("COMMIT")
         except BaseException:
@@ -139,7 +148,7 @@ class RollupTables:
         for rollup in rollups:
             cursor.execute(f"DROP TABLE IF EXISTS {rollup.table}")
             cursor.execute(_create_sql(rollup))
-            cursor.execute(_fill_sql(rollup), [0, upto])
+            _fill(cursor, rollup, 0, upto)
             cursor.execute(
                 "INSERT OR REPLACE INTO rollup_definitions VALUES (?, ?)", [rollup.table, rollup.definition]
             )
@@ -166,8 +175,7 @@ class RollupTables:
                 days.setdefault(kind, []).append(int(day))
             for kind, touched in days.items():
                 for rollup in ROLLUPS.get(kind, ()):
-                    (count,) = one_row(cursor, _fill_sql(rollup), [rolled, upto])
-                    added.append((rollup.table, int(count), touched))
+                    added.append((rollup.table, _fill(cursor, rollup, rolled, upto), touched))
             self._set_watermark(cursor, upto)
             cursor.execute("COMMIT")
         except BaseException:
