@@ -60,8 +60,7 @@ class Settings:
     auth_failures_per_minute: int | None = 30
     #: a TOML file of prices that take precedence over the bundled price book
     prices_path: Path | None = None
-    #: the memory DuckDB may use before it spills to disk (None: DuckDB's own, 80% of RAM);
-    #: no default yet: 512MB failed in compaction at 7-8M events (docs/performance.md)
+    #: the memory the store may use (None: the store's default, see ``default_memory_limit``)
     db_memory_limit: str | None = None
     #: a store URL (duckdb:///file, chdb:///dir, clickhouse://...) used instead of db_path
     store_url: str | None = None

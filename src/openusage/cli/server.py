@@ -64,8 +64,8 @@ from .common import settings as _settings
     "--memory-limit",
     default=None,
     help="Memory the store may use, like 2GB: DuckDB spills to disk beyond it, chDB fails the query "
-    "(default: DuckDB 80% of RAM, chDB 90%). On DuckDB a tight limit can fail writes and, at worst, "
-    "stop the database until a restart (docs/performance.md); leave room.",
+    "(default: DuckDB 512MB, chDB 90% of RAM). On DuckDB a limit far below the default can fail "
+    "writes and, at worst, stop the database until a restart (docs/performance.md).",
 )
 @click.option(
     "--retention-days",
@@ -139,6 +139,7 @@ def serve(
     from ..server import create_app
     from ..server.logs import logging_config
     from ..store import StoreUnavailable, open_store
+    from ..store.urls import default_memory_limit
 
     settings = _settings(
         db_path=db_path,
@@ -193,7 +194,7 @@ def serve(
         click.echo(f"No API key existed, so an admin key was made ({key.id}). It is shown this once:")
         click.echo(f"\n    {secret}\n")
     base = f"http://{settings.host}:{settings.port}/v1"
-    memory = settings.db_memory_limit or "80% of RAM"
+    memory = settings.db_memory_limit or default_memory_limit(settings.store)
     click.echo(f"Usage API on {base}  (store {settings.store}, memory limit {memory})")
     click.echo(f"Dashboard on http://{settings.host}:{settings.port}/")
     if settings.upstream_url:

@@ -63,6 +63,10 @@ EVENT_BYTES = 512
 #: made appending 2M events a quarter slower). It does so only when no other transaction is
 #: running, which a busy server seldom sees; then the roller asks for one.
 CHECKPOINT_WAL_BYTES = 64 * 2**20
+#: what DuckDB may hold in memory unless told otherwise (its own default, 80% of RAM, let
+#: its cache grow with the file: 1.7 GiB at 30M events). 10M events and the query mix ran
+#: under it at full speed, the server's peak 746 MiB (docs/performance.md).
+DEFAULT_MEMORY_LIMIT = "512MB"
 
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -136,9 +140,8 @@ class DuckDBStore:
         config: dict[str, str | bool | int | float | list[str]] = {
             "checkpoint_threshold": f"{CHECKPOINT_WAL_BYTES // 2**20}MiB"
         }
-        if memory_limit is not None:
-            memory_bytes(memory_limit)  # refuses what DuckDB would misread
-            config["memory_limit"] = memory_limit
+        memory_bytes(memory_limit or DEFAULT_MEMORY_LIMIT)  # refuses what DuckDB would misread
+        config["memory_limit"] = memory_limit or DEFAULT_MEMORY_LIMIT
         try:
             self._con = duckdb.connect(self._path, config=config)
             prepare(self._con, self._path)

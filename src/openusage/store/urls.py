@@ -37,6 +37,16 @@ def duckdb_path(url: str) -> Path:
     return local_path(url) if "://" in url else Path(url)
 
 
+def default_memory_limit(url: str) -> str:
+    """The memory the store at ``url`` may use when no limit is given, as it is shown."""
+    scheme = store_scheme(url)
+    if scheme == "duckdb":
+        from .duckdb import DEFAULT_MEMORY_LIMIT
+
+        return DEFAULT_MEMORY_LIMIT
+    return "90% of RAM" if scheme == "chdb" else "the ClickHouse server's own"
+
+
 def open_store(url: str, *, memory_limit: str | None = None, retention_days: int | None = None) -> EventStore:
     scheme = store_scheme(url)
     if scheme == "duckdb":
