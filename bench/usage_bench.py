@@ -36,6 +36,7 @@ import httpx
 import numpy as np
 
 KEY = "sk-admin-bench-" + "b" * 32
+SCRAMBLE = 48_271  # coprime to 10^8: batch numbers map to distinct 8-digit ids
 TIMESTAMP = re.compile(rb'"@T(\d+)-(\d+)@"')
 DAY = 86400
 TIERS = ("default", "flex", "priority", "scale")
@@ -59,8 +60,10 @@ class Dataset:
     slice of the 30 days; one event in 50 arrives up to a day late.
     """
 
-    def __init__(self, now: int, seed: int = 1) -> None:
+    def __init__(self, now: int, seed: int = 1, *, random_ids: bool = True) -> None:
         rng = random.Random(seed)
+        #: ids in no order, as an upstream's (chatcmpl-...) are; else counting up, as ULIDs do
+        self.random_ids = random_ids
         self.now = now
         self.start = now - 30 * DAY
         self.projects = [f"proj_{i:02d}" for i in range(50)]
@@ -136,7 +139,8 @@ class Dataset:
         )
         text = template.text.copy()
         text[template.stamp_at] = digits(stamps, 10)
-        text[template.id_at] = digits(np.array([number]), 8)
+        batch_id = number * SCRAMBLE % 10**8 if self.random_ids else number
+        text[template.id_at] = digits(np.array([batch_id]), 8)
         return text.tobytes()
 
 
@@ -212,13 +216,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="runs of each query")
     parser.add_argument("--store", choices=["duckdb", "chdb"], default="duckdb")
     parser.add_argument("--memory-limit", default=None, help="the server's --memory-limit (DuckDB)")
+    parser.add_argument(
+        "--ids",
+        choices=["random", "counting"],
+        default="random",
+        help="event ids in no order (as an upstream's are) or counting up (as ULIDs do)",
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="openusage-bench-"))
     db = folder / "bench.duckdb"
     port = free_port()
     now = int(time.time())
-    data = Dataset(now)
+    data = Dataset(now, random_ids=args.ids == "random")
     templates = [data.split(data.template(random.Random(n), 1000)) for n in range(50)]
     log = (folder / "server.log").open("wb")
     server = subprocess.Popen(
