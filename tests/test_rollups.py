@@ -443,3 +443,30 @@ def test_the_database_can_checkpoint_after_rolling_compacting_and_rebuilding(sto
         maintain()
         cursor.execute("CHECKPOINT")
     cursor.close()
+
+
+def test_a_rebuild_leaves_one_row_per_bucket_and_group(store: DuckDBStore) -> None:
+    """A rebuild fills each rollup a share of the events at a time (bounded memory), so a
+    group gets a row from every share; it must end compacted, as rolling up leaves it."""
+    events = [
+        {"id": f"r-{i}", "type": "embeddings", "timestamp": DAY0 + i % 86_400, "model": f"m{i % 2}",
+         "input_tokens": 1}
+        for i in range(3 * rollup_tables.FILL_MOST_EVENTS)
+    ]  # fmt: skip
+    for first in range(0, len(events), 10_000):
+        store.append(rows(events[first : first + 10_000]))
+    store.roll()
+    store.compact(force=True)  # nothing left to compact but what the rebuild writes
+    store.rebuild_rollups()
+    for rollup in ROLLUPS["embeddings"]:
+        groups = {
+            (e["timestamp"] - e["timestamp"] % rollup.grain, *(e.get(d) for d in rollup.dimensions))
+            for e in events
+        }
+        assert store.rollup_rows()[rollup.table] == len(groups), rollup.table
+    q = query("embeddings", DAY0, DAY0 + 86400, "1d", ("model",))
+    share = len(events) // 2  # each model's events, one input token each
+    assert [(groups, values) for _, groups, values in store.aggregate(q)] == [
+        (("m0",), (share, share)),
+        (("m1",), (share, share)),
+    ]

@@ -343,9 +343,11 @@ class DuckDBStore:
             return self._rollups.compact(c, force)
 
     def rebuild_rollups(self) -> None:
-        """Build every rollup again from the raw events (after a change or a doubt)."""
+        """Build every rollup again from the raw events (after a change or a doubt), and
+        compact them (filled a share of the events at a time, a group has a row per share)."""
         with self._maintenance_lock, self._own_cursor(None) as c:
             self._rollups.rebuild(c)
+            self._rollups.compact(c, force=True)
 
     def rollup_rows(self) -> dict[str, int]:
         """Rows in each rollup table, by table name."""

@@ -121,6 +121,7 @@ class RollupTables:
             cursor.execute("ROLLBACK")
             raise
         self._count(cursor, ALL_ROLLUPS)
+        self._filled(cursor, stale)
 
     def rebuild(self, cursor: duckdb.DuckDBPyConnection) -> None:
         """Every rollup again from all raw events, in one transaction."""
@@ -138,11 +139,22 @@ class RollupTables:
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
-        with self._lock:
-            for table in self._pending:
-                self._pending[table] = 0
-                self._touched[table].clear()
         self._count(cursor, ALL_ROLLUPS)
+        self._filled(cursor, ALL_ROLLUPS)
+
+    def _filled(self, cursor: duckdb.DuckDBPyConnection, rollups: Iterable[Rollup]) -> None:
+        """After tables were filled from every event, a share at a time: all their rows are
+        to be compacted, in every day that has events of their kind."""
+        rollups = list(rollups)
+        if not rollups:
+            return
+        days: dict[str, set[int]] = {}
+        for kind, day in cursor.execute(f"SELECT DISTINCT kind, ts - ts % {DAY} FROM events").fetchall():
+            days.setdefault(kind, set()).add(int(day))
+        with self._lock:
+            for rollup in rollups:
+                self._pending[rollup.table] = self.rows[rollup.table]
+                self._touched[rollup.table] = set(days.get(rollup.kind, ()))
 
     def _recreate(self, cursor: duckdb.DuckDBPyConnection, rollups: Iterable[Rollup], upto: int) -> None:
         for rollup in rollups:
