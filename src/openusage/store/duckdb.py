@@ -140,8 +140,9 @@ class DuckDBStore:
         config: dict[str, str | bool | int | float | list[str]] = {
             "checkpoint_threshold": f"{CHECKPOINT_WAL_BYTES // 2**20}MiB"
         }
-        memory_bytes(memory_limit or DEFAULT_MEMORY_LIMIT)  # refuses what DuckDB would misread
-        config["memory_limit"] = memory_limit or DEFAULT_MEMORY_LIMIT
+        limit = memory_limit or DEFAULT_MEMORY_LIMIT
+        memory_bytes(limit)  # refuses what DuckDB would misread
+        config["memory_limit"] = limit
         try:
             self._con = duckdb.connect(self._path, config=config)
             prepare(self._con, self._path)
