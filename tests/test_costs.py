@@ -179,7 +179,7 @@ def hand_events() -> list[dict[str, Any]]:
         event("completions", DAY0 + 2 * DAY + 60, "c6", model="m-test", input_tokens=0,
               output_tokens=100_000, **P1),
         *MODALITY_EVENTS,
-        *ROUNDING_EVENTS,
+        *TINY_EVENTS,
         *IMAGE_TOKEN_EVENTS,
     ]  # fmt: skip
 
@@ -215,24 +215,24 @@ MODALITY_ITEMS = {
     "vector store storage": ("0.4", 48),  # the store of day one, carried forward
 }
 
-ROUNDING_DAY = DAY0 + 12 * DAY
-# 5 tokens at $0.0123/M cost $0.0000000615 each: every line is rounded to a billionth
-# before any sum, so two of them make $0.000000124, not the $0.000000123 of a sum rounded.
-# Beside them, lines whose price rounding cannot change ($2/M output, $3/M batch input),
-# and 7 batch output tokens at $0.0123/M: one answer holds lines of both kinds, batch or not.
-ROUNDING_EVENTS = [
-    event("completions", ROUNDING_DAY + 60, "r1", model="r-test", batch=False, input_tokens=5,
+TINY_DAY = DAY0 + 12 * DAY
+# 5 tokens at $0.0123/M cost $0.0000000615 each, less than a billionth of a dollar apart
+# from any rounding: every line costs its exact product, so two of them make $0.000000123,
+# not the $0.000000124 of lines rounded to billionths first. Beside them, lines at round
+# prices ($2/M output, $3/M batch input), and 7 batch output tokens at $0.0123/M.
+TINY_EVENTS = [
+    event("completions", TINY_DAY + 60, "r1", model="r-test", batch=False, input_tokens=5,
           output_tokens=1000, project_id="p3", user_id="u1"),
-    event("completions", ROUNDING_DAY + 60, "r2", model="r-test", batch=False, input_tokens=5,
+    event("completions", TINY_DAY + 60, "r2", model="r-test", batch=False, input_tokens=5,
           output_tokens=1000, project_id="p4", user_id="u2"),
-    event("completions", ROUNDING_DAY + 120, "r3", model="r-test", batch=True, input_tokens=1000,
+    event("completions", TINY_DAY + 120, "r3", model="r-test", batch=True, input_tokens=1000,
           output_tokens=7, project_id="p3", user_id="u1"),
 ]  # fmt: skip
-ROUNDING_ITEMS = {
-    "r-test, input": (Decimal("0.000000124"), 10),
+TINY_ITEMS = {
+    "r-test, input": (Decimal("0.000000123"), 10),
     "r-test, output": (Decimal("0.004"), 2000),
     "r-test, input (batch)": (Decimal("0.003"), 1000),
-    "r-test, output (batch)": (Decimal("0.000000086"), 7),
+    "r-test, output (batch)": (Decimal("0.0000000861"), 7),
 }
 
 
@@ -556,34 +556,34 @@ def test_costs_by_user_and_by_source(costs_server: Server, group: str, wanted: d
     )
 
 
-def test_each_line_is_rounded_to_a_billionth_before_any_sum(costs_server: Server) -> None:
-    window = {"start_time": ROUNDING_DAY, "end_time": ROUNDING_DAY + DAY, "project_ids": ["p3", "p4"]}
+def test_every_line_costs_its_exact_product_in_every_grouping(costs_server: Server) -> None:
+    window = {"start_time": TINY_DAY, "end_time": TINY_DAY + DAY, "project_ids": ["p3", "p4"]}
     by_project = exact(costs_server, {**window, "group_by": "project_id"})
     assert {r["project_id"]: r["amount"]["value"] for r in by_project["data"][0]["results"]} == {
-        "p3": Decimal("0.005000148"),
-        "p4": Decimal("0.002000062"),
+        "p3": Decimal("0.0050001476"),
+        "p4": Decimal("0.0020000615"),
     }
     by_user = exact(costs_server, {**window, "group_by": "user_id"})
     assert {r["user_id"]: r["amount"]["value"] for r in by_user["data"][0]["results"]} == {
-        "u1": Decimal("0.005000148"),
-        "u2": Decimal("0.002000062"),
+        "u1": Decimal("0.0050001476"),
+        "u2": Decimal("0.0020000615"),
     }
     by_item = exact(costs_server, {**window, "group_by": "line_item"})
     assert {r["line_item"]: (r["amount"]["value"], r["quantity"]) for r in by_item["data"][0]["results"]} == (
-        ROUNDING_ITEMS
+        TINY_ITEMS
     )
     by_both = exact(costs_server, {**window, "group_by": ["project_id", "line_item"]})
     assert {
         (r["project_id"], r["line_item"]): r["amount"]["value"] for r in by_both["data"][0]["results"]
     } == {
-        ("p3", "r-test, input"): Decimal("0.000000062"),
-        ("p4", "r-test, input"): Decimal("0.000000062"),
+        ("p3", "r-test, input"): Decimal("0.0000000615"),
+        ("p4", "r-test, input"): Decimal("0.0000000615"),
         ("p3", "r-test, output"): Decimal("0.002"),
         ("p4", "r-test, output"): Decimal("0.002"),
         ("p3", "r-test, input (batch)"): Decimal("0.003"),
-        ("p3", "r-test, output (batch)"): Decimal("0.000000086"),
+        ("p3", "r-test, output (batch)"): Decimal("0.0000000861"),
     }
-    assert day_totals(exact(costs_server, window)) == [Decimal("0.007000210")]
+    assert day_totals(exact(costs_server, window)) == [Decimal("0.0070002091")]
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,11 @@
-"""Costs priced from coarser rows where rounding changes nothing equal costs priced line by
-line at the finest grain, worked out here in Python from the events themselves."""
+"""Costs summed at whatever grain the store reads equal every event's lines priced one by
+one, exactly, worked out here in Python from the events themselves."""
 
 from __future__ import annotations
 
 import tempfile
-from collections import defaultdict
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,6 @@ MODELS = ("m1", "m2", "m3")
 ITEMS = ("input", "cached input", "output")
 #: per million tokens: whole billionths a token (2, 1.25), and not (0.0123, 0.0375, 0.00625)
 PRICES = (None, "2", "1.25", "0.0123", "0.0375", "0.00625")
-#: what each line is grouped at before it is rounded
-FINEST = ("project_id", "user_id", "api_key_id", "api_source", "model", "batch", "service_tier")
 RULES = EventRules(now=DAY0 + 100 * DAY)
 
 event_fields = st.fixed_dictionaries(
@@ -87,32 +84,27 @@ def by_the_rule(
     group_by: tuple[str, ...],
     filters: dict[str, tuple[str, ...]],
 ) -> dict[tuple[int, tuple[Any, ...]], tuple[Decimal, int]]:
-    """Each line of each (day, finest group) priced and rounded to a billionth, then summed."""
-    sums: dict[tuple[Any, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    """Each line of each event priced exactly, then summed per day and group."""
+    totals: dict[tuple[int, tuple[Any, ...]], tuple[Decimal, int]] = {}
     for row in parse_events(events, RULES):
         values = dict(zip(COLUMNS, row, strict=True))
         if any(values[name] not in allowed for name, allowed in filters.items()):
             continue
-        fine = sums[(values["ts"] - values["ts"] % DAY, *(values[d] for d in FINEST))]
-        for metric in {m for item in LINEAR_ITEMS["completions"] for m, _ in item.terms}:
-            fine[metric] += values[metric]
-    totals: dict[tuple[int, tuple[Any, ...]], tuple[Decimal, int]] = {}
-    for (start, *dims), metrics in sums.items():
-        group = dict(zip(FINEST, dims, strict=True))
+        start = values["ts"] - values["ts"] % DAY
         day = datetime.fromtimestamp(start, UTC).date()
-        batch, tier = bool(group["batch"]), group["service_tier"]
+        batch, tier = bool(values["batch"]), values["service_tier"]
         for item in LINEAR_ITEMS["completions"]:
-            quantity = sum(metrics[m] * sign for m, sign in item.terms)
+            quantity = sum(values[m] * sign for m, sign in item.terms)
             if quantity <= 0:
                 continue
-            quote = book.quote(group["model"], item.item, day, batch=batch, service_tier=tier, variant=None)
-            name = line_name(item.item, group["model"], batch, tier, None)
+            quote = book.quote(values["model"], item.item, day, batch=batch, service_tier=tier, variant=None)
+            name = line_name(item.item, values["model"], batch, tier, None)
             amount = Decimal(0)
             if quote is None:
                 name += " (unpriced)"
             else:
-                amount = (quantity * quote.usd).quantize(Decimal("1e-9"), ROUND_HALF_UP)
-            key = (start, tuple(name if g == "line_item" else group[g] for g in group_by))
+                amount = quantity * quote.usd
+            key = (start, tuple(name if g == "line_item" else values[g] for g in group_by))
             total, count = totals.get(key, (Decimal(0), 0))
             totals[key] = (total + amount, count + quantity)
     return totals
@@ -125,7 +117,7 @@ def by_the_rule(
     group_by=group_bys,
     filters=filter_sets,
 )
-def test_costs_equal_every_line_priced_at_the_finest_grain(
+def test_costs_equal_every_events_lines_priced_exactly(
     batches: list[list[dict[str, Any]]],
     rules: dict[tuple[str, str, bool], str | None],
     group_by: list[str],

@@ -2,8 +2,8 @@
 
 Every token is charged once: cached tokens as cached input only, cache writes apart (by
 retention), audio and image tokens at their own prices, and uncached text at the input price.
-Amounts are exact decimals, rounded once per line to a billionth of a dollar, so any
-grouping of the lines sums to the same total.
+Amounts are exact decimals, never rounded, so any grouping of the lines sums to the same
+total.
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from ..store.base import LinearItem
 from .pricebook import PriceBook
 
-NANO = Decimal("0.000000001")
 GIB = Decimal(2**30)
 HOURS_PER_DAY = Decimal(24)
+#: wide enough that a product of any 128-bit sum and a price, any sum of those, and a byte
+#: count over 2**30 (at most 30 decimal places) are exact
+EXACT = Context(prec=100)
 
 #: the usage dimensions that decide a price, per kind, besides project and key
 PRICING_DIMENSIONS: dict[str, tuple[str, ...]] = {
@@ -113,10 +115,11 @@ def storage_line_items(row: Mapping[str, Any], day: date, book: PriceBook) -> li
     sums of units are): priced per GiB-day, reported in GiB-hours as OpenAI's are."""
     if row["usage_bytes"] <= 0:
         return []
-    quantity = Decimal(row["usage_bytes"]) / GIB * HOURS_PER_DAY
+    gib_days = EXACT.divide(Decimal(row["usage_bytes"]), GIB)
+    quantity = EXACT.multiply(gib_days, HOURS_PER_DAY)
     name = "vector store storage"
     quote = book.quote(None, name, day, batch=False, service_tier=None, variant=None)
     if quote is None:
         return [LineItem(f"{name} (unpriced)", quantity, "gibibyte_hours", Decimal(0), priced=False)]
-    amount = (quantity / HOURS_PER_DAY * quote.usd).quantize(NANO, rounding=ROUND_HALF_EVEN)
+    amount = EXACT.multiply(gib_days, quote.usd)
     return [LineItem(name, quantity, "gibibyte_hours", amount, priced=True)]

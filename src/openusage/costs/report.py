@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from decimal import Context, Decimal
+from decimal import Decimal
 from functools import cache, lru_cache
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -13,17 +13,12 @@ from typing import Any, NamedTuple
 from ..catalogue import COSTS, USAGE_ENDPOINTS, USAGE_KINDS
 from ..store import Aggregation, EventStore
 from ..store.base import DIMENSIONS, LinearItem, PricedAggregation
-from .lineitems import LINEAR_ITEMS, PRICING_DIMENSIONS, line_name, storage_line_items, variant_of
+from .lineitems import EXACT, LINEAR_ITEMS, PRICING_DIMENSIONS, line_name, storage_line_items, variant_of
 from .pricebook import PriceBook
 
 DAY = 86400
-#: each line is rounded to this many decimal places of a dollar before any sum
-DECIMALS = 9
-#: the dimensions besides pricing ones that every line is priced and rounded at, where a
-#: kind has them: costs may be grouped by each
-FINEST = ("project_id", "user_id", "api_key_id", "api_source")
-#: wide enough that a product of any 128-bit sum and a price, and any sum of those, is exact
-EXACT = Context(prec=100)
+#: the dimensions besides pricing ones that costs may be grouped by, where a kind has them
+PEOPLE = ("project_id", "user_id", "api_key_id", "api_source")
 
 
 def _number(value: Decimal) -> int | float:
@@ -40,13 +35,6 @@ class PricedLine(NamedTuple):
     item: LinearItem
     name: str
     usd: Decimal | None  # None: no price known, the line costs 0 and says "(unpriced)"
-    #: any whole number of units is a whole number of billionths at this price, so
-    #: rounding a line never changes it and its usage may be summed before it is priced
-    exact: bool
-
-
-def _rounds_exactly(usd: Decimal | None) -> bool:
-    return usd is None or usd.scaleb(DECIMALS) == usd.scaleb(DECIMALS).to_integral_value()
 
 
 def _combo_lines(
@@ -73,7 +61,7 @@ def _period_lines(
         quote = book.quote(model, item.item, day, batch=batch, service_tier=tier, variant=variant)
         usd = None if quote is None else quote.usd
         name = name if quote is not None else f"{name} (unpriced)"
-        lines.append(PricedLine(item, name, usd, _rounds_exactly(usd)))
+        lines.append(PricedLine(item, name, usd))
     return tuple(lines)
 
 
@@ -119,11 +107,10 @@ def cost_results(
 ) -> dict[int, list[dict[str, Any]]]:
     """Results per day bucket start: amounts summed exactly, grouped by ``group_by``.
 
-    Every line of every finest row (day, project, user, key, source and what prices the
-    usage) is priced and rounded to a billionth of a dollar before any sum, in the store;
-    every grouping then adds up the same lines, so totals agree exactly. Lines at a price
-    that rounding cannot change are priced from coarser rows, which sums the same amounts.
-    A ``line_item`` filter keeps the lines whose complete name it lists.
+    A line costs its quantity times its unit price, exactly, never rounded: so any
+    grouping of the same usage adds up to the same total, and usage may be summed at the
+    grain the answer needs before it is priced. A ``line_item`` filter keeps the lines
+    whose complete name it lists.
     """
     wanted = frozenset(str(v) for v in filters["line_item"]) if "line_item" in filters else None
     usage_filters = {k: v for k, v in filters.items() if k != "line_item"}
@@ -142,12 +129,11 @@ def cost_results(
             # key filter.
             continue
         pricing = tuple(d for d in PRICING_DIMENSIONS[endpoint.name] if d in dims)
-        finest = tuple(d for d in (*FINEST, *pricing) if d in dims)
         base = Aggregation(
             kind=endpoint.name,
             buckets=buckets,
             width_seconds=DAY,
-            group_by=finest,
+            group_by=tuple(d for d in (*PEOPLE, *pricing) if d in dims),
             filters=usage_filters,
             metrics=endpoint.metric_names,
             gauge=endpoint.has_gauge,
@@ -155,7 +141,7 @@ def cost_results(
         if endpoint.has_gauge:
             # A gauge is not a sum of units: priced here, row by row (a few rows a day).
             for start, values, metrics in store.aggregate(base):
-                row = dict(zip(finest, values, strict=True)) | dict(
+                row = dict(zip(base.group_by, values, strict=True)) | dict(
                     zip(endpoint.metric_names, metrics, strict=True)
                 )
                 day = datetime.fromtimestamp(start, UTC).date()
@@ -165,45 +151,41 @@ def cost_results(
                     key = tuple(line.name if g == "line_item" else row.get(g) for g in group_by)
                     add(start, key, line.amount, line.quantity, line.unit)
             continue
-        # Usage at the grain the output needs: lines at an exact price are priced from
-        # it; the others from the finest rows, in the store, each rounded before any sum.
-        shown = tuple(d for d in finest if d in group_by or d in pricing)
-        combo_at = [shown.index(d) for d in pricing]
-        key_at = [shown.index(g) if g in shown else None for g in group_by]
-        inexact: list[tuple[Any, ...]] = []
+        # The lines of each day's (model, tier, ...), with their prices.
+        lines: list[tuple[int, tuple[Any, ...], PricedLine, int]] = []
         quantities = _quantities(endpoint.name)
-        for start, values, metrics in store.aggregate(replace(base, group_by=shown)):
-            combo = tuple(values[i] for i in combo_at)
-            lines = _combo_lines(book, endpoint.name, pricing, start, combo)
-            for priced, quantity in zip(lines, quantities(metrics), strict=True):
-                if not quantity or (wanted is not None and priced.name not in wanted):
-                    continue  # no usage at this grain: none at a finer one either
-                if not priced.exact:
-                    inexact.append(
-                        (start, *combo, priced.item.item, priced.name, priced.usd, priced.item.unit)
-                    )
-                    continue
-                key = tuple(
-                    priced.name if g == "line_item" else None if i is None else values[i]
-                    for g, i in zip(group_by, key_at, strict=True)
-                )
+        for start, combo, metrics in store.aggregate(replace(base, group_by=pricing)):
+            priced_lines = _combo_lines(book, endpoint.name, pricing, start, combo)
+            for priced, quantity in zip(priced_lines, quantities(metrics), strict=True):
+                if quantity and (wanted is None or priced.name in wanted):
+                    lines.append((start, combo, priced, quantity))
+        people = tuple(d for d in base.group_by if d in group_by and d not in pricing)
+        if not people:
+            # These sums are the answer's grain: priced here.
+            for start, _, priced, quantity in lines:
+                key = tuple(priced.name if g == "line_item" else None for g in group_by)
                 amount = Decimal(0) if priced.usd is None else EXACT.multiply(quantity, priced.usd)
                 add(start, key, amount, quantity, priced.item.unit)
-        if not inexact:
             continue
-        # The store sums and prices only the items and metrics these lines need.
-        names = {p[-4] for p in inexact}
-        items = tuple(item for item in LINEAR_ITEMS[endpoint.name] if item.item in names)
+        if not lines:
+            continue
+        # Grouped by who used it: the store sums the usage per group and line, priced.
+        prices = [(start, *combo, p.item.item, p.name, p.usd, p.item.unit) for start, combo, p, _ in lines]
+        items = tuple(item for item in LINEAR_ITEMS[endpoint.name] if item.item in {p[-4] for p in prices})
         needed = tuple(dict.fromkeys(metric for item in items for metric, _ in item.terms))
-        finest_rows = PricedAggregation(
-            base=replace(base, filters=_narrowed(inexact, pricing, usage_filters), metrics=needed),
+        by_people = PricedAggregation(
+            base=replace(
+                base,
+                group_by=(*people, *pricing),
+                filters=_narrowed(prices, pricing, usage_filters),
+                metrics=needed,
+            ),
             items=items,
             price_dimensions=pricing,
-            prices=list(dict.fromkeys(inexact)),  # one row per (day, combo, item)
+            prices=prices,
             output=group_by,
-            decimals=DECIMALS,
         )
-        for start, key, amount, quantity, unit in store.aggregate_priced(finest_rows):
+        for start, key, amount, quantity, unit in store.aggregate_priced(by_people):
             add(start, key, amount, quantity, unit)
 
     template: dict[str, Any] = {

@@ -106,8 +106,8 @@ class PricedAggregation:
     """Weigh the rows of ``base`` item by item with a price table, then regroup.
 
     ``prices`` rows are (bucket start, *values of ``price_dimensions``, item, line item,
-    price of one unit or None, unit). Each row's amount is rounded to ``decimals`` places
-    before any sum, so every regrouping of the same rows adds up to the same total.
+    price of one unit or None, unit). Amounts are exact: never rounded, so every regrouping
+    of the same rows adds up to the same total.
     ``output`` names the result's groups: dimensions of ``base`` and ``line_item``.
     """
 
@@ -116,7 +116,6 @@ class PricedAggregation:
     price_dimensions: tuple[str, ...]
     prices: Sequence[tuple[Any, ...]]
     output: tuple[str, ...]
-    decimals: int = 9
 
 
 #: (bucket start, output group values, amount, quantity, unit)

@@ -419,7 +419,6 @@ class ClickHouseStore:
             "prices.line_item" if g == "line_item" else (f"lines.{g}" if g in groups else "NULL")
             for g in query.output
         ]
-        decimals = int(query.decimals)
         dims = "".join(f", {d} {dimension_type(d)}" for d in price_dims)
         self._con.command(
             f"CREATE TABLE {prices} (b Int64{dims}, item String, line_item String, "
@@ -431,7 +430,7 @@ class ClickHouseStore:
             rows = self._con.rows(
                 f"WITH lines AS ({lines}) "
                 f"SELECT lines.b AS b{', ' + selected if output else ''}, "
-                f"sum(coalesce(round(toDecimal128(lines.qty, 0) * prices.usd, {decimals}), "
+                f"sum(coalesce(toDecimal128(lines.qty, 0) * prices.usd, "
                 f"toDecimal128(0, 18))) AS amount, sum(lines.qty) AS quantity, any(prices.unit) AS unit "
                 f"FROM lines INNER JOIN {prices} AS prices ON {join} WHERE lines.qty > 0 "
                 f"GROUP BY {', '.join(['b', *(f'o{i}' for i in range(len(output)))])} ORDER BY b "

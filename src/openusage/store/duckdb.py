@@ -615,7 +615,7 @@ class DuckDBStore:
             fine, params = self._sum_sql(base, groups, metrics, plan, rolled, ("incoming_prices", price_dims))
             sql = (
                 f"WITH fine AS ({fine}), lines AS ({lines}) "
-                f"SELECT {select}, sum(coalesce(round(lines.qty * prices.usd, {int(query.decimals)}), 0)), "
+                f"SELECT {select}, sum(coalesce(lines.qty * prices.usd, 0)), "
                 f"sum(lines.qty), any_value(prices.unit) "
                 f"FROM lines JOIN incoming_prices AS prices ON {join} WHERE lines.qty > 0 "
                 f"GROUP BY {', '.join(['lines.b', *output])} ORDER BY lines.b"
