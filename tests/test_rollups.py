@@ -434,6 +434,35 @@ def test_a_changed_or_damaged_rollup_is_rebuilt_from_raw_events(tmp_path: Path) 
     con.close()
 
 
+def test_a_rollup_made_again_on_opening_ends_compacted(tmp_path: Path) -> None:
+    """A table made again on opening is filled a share of the events at a time, so a group
+    gets a row per share; closing compacts it, as after rolling up."""
+    path = tmp_path / "reopened.duckdb"
+    store = DuckDBStore(path)
+    count = 2 * rollup_tables.FILL_MOST_EVENTS + 1
+    events = [
+        {"id": f"o{i}", "type": "moderations", "timestamp": DAY0 + i % 86_400, "model": "m"}
+        for i in range(count)
+    ]
+    for first in range(0, count, 10_000):
+        store.append(rows(events[first : first + 10_000]))
+    store.close()
+    con = duckdb.connect(str(path))
+    con.execute(
+        "UPDATE rollup_definitions SET definition = 'old' WHERE name = 'rollup_moderations_day_model'"
+    )
+    con.close()
+
+    store = DuckDBStore(path)  # made again from three shares of the events
+    q = query("moderations", DAY0, DAY0 + 86400, "1d", ("model",))
+    plan = next(p for p in covering(q, ROLLUPS["moderations"]) if p.segments[0].rollup.name == "day_model")
+    assert store.aggregate(q, using=plan) == [(DAY0, ("m",), (0, count))]
+    store.close()
+    con = duckdb.connect(str(path))
+    assert con.execute("SELECT count(*) FROM rollup_moderations_day_model").fetchall() == [(1,)]
+    con.close()
+
+
 def test_the_database_can_checkpoint_after_rolling_compacting_and_rebuilding(store: DuckDBStore) -> None:
     # DuckDB folds its write-ahead log into the file only when no write is under way; the
     # roller's own writes must not leave one behind, or the log grows without end.

@@ -453,7 +453,10 @@ class DuckDBStore:
                 clauses.append(f"{column} = ${n}")
                 params.append(bool(values[0]))
             else:
-                clauses.append(f"{column} IN (SELECT unnest(${n}::VARCHAR[]))")
+                # A list test DuckDB evaluates while scanning (a semi-join with the list's
+                # rows read every column of the rows it then dropped: 17.8 against 13.5 ms
+                # for 1h x 168 filtered at 10M events; as fast with 1,000 values).
+                clauses.append(f"list_contains(${n}::VARCHAR[], {column})")
                 params.append(list(values))
         return "".join(f" AND {c}" for c in clauses), params
 
