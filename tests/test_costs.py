@@ -767,3 +767,63 @@ def test_a_fractional_quantity_is_written_as_it_is(tmp_path: Path) -> None:
         stop_server(running)
     ((line,),) = [b["results"] for b in page["data"]]
     assert (line["quantity"], line["amount"]["value"]) == (Decimal("2.625"), Decimal("0.021875"))
+
+
+# A price of $10^9 a token makes 10^12 tokens (the most one event may carry) cost $10^21,
+# past the 10^20 dollars DuckDB's DECIMAL(38,18) holds; a price of 19 decimal places is
+# more than either engine's price column holds. Both are priced exactly all the same.
+HUGE_PRICES = """
+source = "prices past what the engines' decimals hold"
+
+[[price]]
+model = "h-test"
+item = "input"
+usd_per_million = "1000000000000000"
+[[price]]
+model = "t-test"
+item = "output"
+usd = "0.0000000000000000001"
+"""
+
+
+def test_costs_past_the_engines_decimals_are_exact(tmp_path: Path, store_kind: str) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(HUGE_PRICES)
+    server = start_server(tmp_path, "--lookback-days", "0", "--prices", str(prices), store=store_kind)
+    try:
+        server.ingest_ok(
+            [
+                event(
+                    "completions",
+                    DAY0 + 60,
+                    "h1",
+                    model="h-test",
+                    input_tokens=10**12,
+                    project_id="p1",
+                    user_id="u1",
+                ),
+                event(
+                    "completions",
+                    DAY0 + 120,
+                    "h2",
+                    model="h-test",
+                    input_tokens=10**12,
+                    project_id="p2",
+                    user_id="u1",
+                ),
+                event("completions", DAY0 + 180, "t1", model="t-test", output_tokens=3, project_id="p3"),
+            ]
+        )
+        window = {"start_time": DAY0, "end_time": DAY0 + DAY}
+
+        def amounts(params: dict[str, Any], group: str) -> dict[Any, Decimal]:
+            page = exact(server, {**window, **params, "group_by": group})
+            return {r[group]: r["amount"]["value"] for r in page["data"][0]["results"]}
+
+        huge, tiny = Decimal("1e21"), Decimal("3e-19")
+        assert amounts({"project_ids": ["p1", "p2"]}, "project_id") == {"p1": huge, "p2": huge}
+        assert amounts({}, "project_id") == {"p1": huge, "p2": huge, "p3": tiny}
+        assert amounts({}, "user_id") == {None: tiny, "u1": 2 * huge}
+        assert amounts({}, "line_item") == {"h-test, input": 2 * huge, "t-test, output": tiny}
+    finally:
+        stop_server(server)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -11,8 +11,8 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ..catalogue import COSTS, USAGE_ENDPOINTS, USAGE_KINDS
-from ..store import Aggregation, EventStore
-from ..store.base import DIMENSIONS, LinearItem, PricedAggregation
+from ..store import AggregateRow, Aggregation, EventStore
+from ..store.base import DIMENSIONS, AmountsOutOfRange, LinearItem, PricedAggregation
 from .lineitems import EXACT, LINEAR_ITEMS, PRICING_DIMENSIONS, line_name, storage_line_items, variant_of
 from .pricebook import PriceBook
 
@@ -80,7 +80,7 @@ def _quantities(kind: str) -> Callable[[Sequence[int]], Sequence[int]]:
 
 
 def _narrowed(
-    prices: list[tuple[Any, ...]], pricing: tuple[str, ...], filters: dict[str, tuple[str | bool, ...]]
+    prices: list[tuple[Any, ...]], pricing: tuple[str, ...], filters: Mapping[str, tuple[str | bool, ...]]
 ) -> dict[str, tuple[str | bool, ...]]:
     """``filters`` narrowed to the (model, batch, ...) values the price rows name, so that
     the store reads only their finest rows (the join with the price rows decides the rest).
@@ -95,6 +95,55 @@ def _narrowed(
             continue
         narrowed[dimension] = tuple(sorted(values))
     return narrowed
+
+
+#: (bucket start, pricing values, the line, its quantity, its group in the answer)
+Line = tuple[int, tuple[Any, ...], PricedLine, int, tuple[Any, ...]]
+
+
+def _lines(
+    rows: list[AggregateRow],
+    query: Aggregation,
+    book: PriceBook,
+    group_by: tuple[str, ...],
+    wanted: frozenset[str] | None,
+    people: int = 0,
+) -> Iterator[Line]:
+    """The lines with usage of the rows of ``query``, grouped by its first ``people``
+    dimensions, then by what prices its kind; only the names ``wanted``, if given."""
+    quantities = _quantities(query.kind)
+    pricing = query.group_by[people:]
+    for start, values, metrics in rows:
+        who = dict(zip(query.group_by[:people], values, strict=False))
+        combo = values[people:]
+        for priced, quantity in zip(
+            _combo_lines(book, query.kind, pricing, start, combo), quantities(metrics), strict=True
+        ):
+            if quantity and (wanted is None or priced.name in wanted):
+                key = tuple(priced.name if g == "line_item" else who.get(g) for g in group_by)
+                yield start, combo, priced, quantity, key
+
+
+def _priced_by_who(
+    usage: Aggregation, lines: list[Line], people: int, group_by: tuple[str, ...]
+) -> PricedAggregation:
+    """``usage`` (grouped by its first ``people`` dimensions, then by what prices its kind)
+    priced with the prices of ``lines``, read only for the metrics and values they need."""
+    pricing = usage.group_by[people:]
+    prices = [(start, *combo, p.item.item, p.name, p.usd, p.item.unit) for start, combo, p, _, _ in lines]
+    names = {p[-4] for p in prices}
+    items = tuple(item for item in LINEAR_ITEMS[usage.kind] if item.item in names)
+    return PricedAggregation(
+        base=replace(
+            usage,
+            filters=_narrowed(prices, pricing, usage.filters),
+            metrics=tuple(dict.fromkeys(metric for item in items for metric, _ in item.terms)),
+        ),
+        items=items,
+        price_dimensions=pricing,
+        prices=prices,
+        output=group_by,
+    )
 
 
 def cost_results(
@@ -152,41 +201,24 @@ def cost_results(
                     add(start, key, line.amount, line.quantity, line.unit)
             continue
         # The lines of each day's (model, tier, ...), with their prices.
-        lines: list[tuple[int, tuple[Any, ...], PricedLine, int]] = []
-        quantities = _quantities(endpoint.name)
-        for start, combo, metrics in store.aggregate(replace(base, group_by=pricing)):
-            priced_lines = _combo_lines(book, endpoint.name, pricing, start, combo)
-            for priced, quantity in zip(priced_lines, quantities(metrics), strict=True):
-                if quantity and (wanted is None or priced.name in wanted):
-                    lines.append((start, combo, priced, quantity))
+        at_prices = replace(base, group_by=pricing)
+        lines = list(_lines(store.aggregate(at_prices), at_prices, book, group_by, wanted))
         people = tuple(d for d in base.group_by if d in group_by and d not in pricing)
-        if not people:
-            # These sums are the answer's grain: priced here.
-            for start, _, priced, quantity in lines:
-                key = tuple(priced.name if g == "line_item" else None for g in group_by)
-                amount = Decimal(0) if priced.usd is None else EXACT.multiply(quantity, priced.usd)
-                add(start, key, amount, quantity, priced.item.unit)
-            continue
-        if not lines:
-            continue
-        # Grouped by who used it: the store sums the usage per group and line, priced.
-        prices = [(start, *combo, p.item.item, p.name, p.usd, p.item.unit) for start, combo, p, _ in lines]
-        items = tuple(item for item in LINEAR_ITEMS[endpoint.name] if item.item in {p[-4] for p in prices})
-        needed = tuple(dict.fromkeys(metric for item in items for metric, _ in item.terms))
-        by_people = PricedAggregation(
-            base=replace(
-                base,
-                group_by=(*people, *pricing),
-                filters=_narrowed(prices, pricing, usage_filters),
-                metrics=needed,
-            ),
-            items=items,
-            price_dimensions=pricing,
-            prices=prices,
-            output=group_by,
-        )
-        for start, key, amount, quantity, unit in store.aggregate_priced(by_people):
-            add(start, key, amount, quantity, unit)
+        if people and lines:
+            by_who = replace(base, group_by=(*people, *pricing))
+            try:
+                # The store sums the usage per group and line, and prices it.
+                priced_rows = store.aggregate_priced(_priced_by_who(by_who, lines, len(people), group_by))
+            except AmountsOutOfRange:
+                # Past the engine's decimals: priced here from its 128-bit sums (slower).
+                lines = list(_lines(store.aggregate(by_who), by_who, book, group_by, wanted, len(people)))
+            else:
+                for start, key, amount, quantity, unit in priced_rows:
+                    add(start, key, amount, quantity, unit)
+                continue
+        for start, _, priced, quantity, key in lines:
+            amount = Decimal(0) if priced.usd is None else EXACT.multiply(quantity, priced.usd)
+            add(start, key, amount, quantity, priced.item.unit)
 
     template: dict[str, Any] = {
         "object": result_object,

@@ -58,6 +58,11 @@ class StoreFull(Exception):
     """The store's disk has too little room to take a write safely; nothing was written."""
 
 
+class AmountsOutOfRange(Exception):
+    """Priced sums the engine's decimals cannot hold exactly (a sum past about 10^20
+    dollars, or a price of more than 18 decimal places); nothing was answered."""
+
+
 @dataclass(frozen=True)
 class AppendResult:
     inserted: int
@@ -140,7 +145,7 @@ class EventStore(Protocol):
         ...
 
     def aggregate_priced(self, query: PricedAggregation) -> list[PricedRow]:
-        """Rows ordered by bucket; amounts exact decimals."""
+        """Rows ordered by bucket; amounts exact decimals (``AmountsOutOfRange`` if not)."""
         ...
 
     def backup(self, target: Path | str) -> int:

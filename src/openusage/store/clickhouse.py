@@ -427,11 +427,12 @@ class ClickHouseStore:
         try:
             self._con.insert(prices, price_table(query), prices)
             selected = ", ".join(f"{expr} AS o{i}" for i, expr in enumerate(output))
+            # Summed in 76 digits: no sum of 128-bit quantities at 18-place prices passes it.
             rows = self._con.rows(
                 f"WITH lines AS ({lines}) "
                 f"SELECT lines.b AS b{', ' + selected if output else ''}, "
-                f"sum(coalesce(toDecimal128(lines.qty, 0) * prices.usd, "
-                f"toDecimal128(0, 18))) AS amount, sum(lines.qty) AS quantity, any(prices.unit) AS unit "
+                f"sum(coalesce(toDecimal256(lines.qty, 0) * prices.usd, "
+                f"toDecimal256(0, 18))) AS amount, sum(lines.qty) AS quantity, any(prices.unit) AS unit "
                 f"FROM lines INNER JOIN {prices} AS prices ON {join} WHERE lines.qty > 0 "
                 f"GROUP BY {', '.join(['b', *(f'o{i}' for i in range(len(output)))])} ORDER BY b "
                 "SETTINGS join_use_nulls = 1"

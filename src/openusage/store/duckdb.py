@@ -27,6 +27,7 @@ from .base import (
     METRIC_COLUMNS,
     AggregateRow,
     Aggregation,
+    AmountsOutOfRange,
     AppendResult,
     PricedAggregation,
     PricedRow,
@@ -93,6 +94,10 @@ def rows_table(rows: Sequence[Row], first_seq: int) -> pa.Table:
 def price_table(query: PricedAggregation) -> pa.Table:
     """A priced aggregation's price rows as an Arrow table, for the engine to join."""
     prices = query.prices
+    try:
+        usd = pa.array([p[-2] for p in prices], type=pa.decimal128(38, 18))
+    except pa.ArrowInvalid as exc:  # a price of more than 18 decimal places
+        raise AmountsOutOfRange(str(exc)) from None
     return pa.table(
         {
             "b": pa.array([p[0] for p in prices], type=pa.int64()),
@@ -102,7 +107,7 @@ def price_table(query: PricedAggregation) -> pa.Table:
             },
             "item": pa.array([p[-4] for p in prices], type=pa.string()),
             "line_item": pa.array([p[-3] for p in prices], type=pa.string()),
-            "usd": pa.array([p[-2] for p in prices], type=pa.decimal128(38, 18)),
+            "usd": usd,
             "unit": pa.array([p[-1] for p in prices], type=pa.string()),
         }
     )
@@ -630,6 +635,8 @@ class DuckDBStore:
         cursor.register("incoming_prices", table)
         try:
             rows = self._read(cursor, plan, build)
+        except duckdb.OutOfRangeException as exc:  # past DECIMAL(38,18)
+            raise AmountsOutOfRange(str(exc)) from None
         finally:
             cursor.unregister("incoming_prices")
         n = len(query.output)
