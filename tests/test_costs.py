@@ -791,29 +791,12 @@ def test_costs_past_the_engines_decimals_are_exact(tmp_path: Path, store_kind: s
     prices.write_text(HUGE_PRICES)
     server = start_server(tmp_path, "--lookback-days", "0", "--prices", str(prices), store=store_kind)
     try:
-        server.ingest_ok(
-            [
-                event(
-                    "completions",
-                    DAY0 + 60,
-                    "h1",
-                    model="h-test",
-                    input_tokens=10**12,
-                    project_id="p1",
-                    user_id="u1",
-                ),
-                event(
-                    "completions",
-                    DAY0 + 120,
-                    "h2",
-                    model="h-test",
-                    input_tokens=10**12,
-                    project_id="p2",
-                    user_id="u1",
-                ),
-                event("completions", DAY0 + 180, "t1", model="t-test", output_tokens=3, project_id="p3"),
-            ]
-        )
+        most = {"model": "h-test", "input_tokens": 10**12, "user_id": "u1"}
+        huge_events = [
+            event("completions", DAY0 + 60 * n, f"h{n}", project_id=f"p{n}", **most) for n in (1, 2)
+        ]
+        tiny_event = event("completions", DAY0 + 180, "t1", model="t-test", output_tokens=3, project_id="p3")
+        server.ingest_ok([*huge_events, tiny_event])
         window = {"start_time": DAY0, "end_time": DAY0 + DAY}
 
         def amounts(params: dict[str, Any], group: str) -> dict[Any, Decimal]:
