@@ -83,7 +83,7 @@ def _narrowed(
     prices: list[tuple[Any, ...]], pricing: tuple[str, ...], filters: Mapping[str, tuple[str | bool, ...]]
 ) -> dict[str, tuple[str | bool, ...]]:
     """``filters`` narrowed to the (model, batch, ...) values the price rows name, so that
-    the store reads only their finest rows (the join with the price rows decides the rest).
+    the store reads only their rows (the join with the price rows decides the rest).
 
     A dimension is left alone where a row has no value (usage without one is priced too,
     and a filter would drop it) and, for a flag, where the rows have both values. (Costs
@@ -203,7 +203,7 @@ def cost_results(
         # The lines of each day's (model, tier, ...), with their prices.
         at_prices = replace(base, group_by=pricing)
         lines = list(_lines(store.aggregate(at_prices), at_prices, book, group_by, wanted))
-        people = tuple(d for d in base.group_by if d in group_by and d not in pricing)
+        people = tuple(d for d in base.group_by if d in group_by)  # costs group by no pricing one
         if people and lines:
             by_who = replace(base, group_by=(*people, *pricing))
             try:

@@ -3,7 +3,7 @@
 The SQL is the same for both; a ``Connection`` (``clickhouse_connections``) only runs it.
 Raw events live in a MergeTree partitioned by month and ordered by kind and time, so a
 query reads the parts and granules of its range only. Sums are 128-bit; costs are
-priced in Decimal, each line rounded before any sum, as on the embedded store.
+priced in exact decimals, never rounded, as on the embedded store.
 
 Exactly once: one writer per store (this process, under a lock) looks up the batch's
 ids among the events of the batch's time range and inserts only the new ones, as the

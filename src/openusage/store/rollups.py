@@ -33,7 +33,7 @@ SHAPES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("day", DAY, ("project_id", "model", *FEW_VALUES)),
     ("day_model", DAY, ("model", *FEW_VALUES)),
     ("day_people", DAY, ("project_id", "user_id", "api_key_id")),
-    # what costs are priced from: each line is rounded at this grain before any sum
+    # what costs grouped by user, key or source are priced from
     ("day_priced", DAY, ("project_id", "user_id", "api_key_id", "model", *FEW_VALUES)),
 )
 
