@@ -1,13 +1,16 @@
 """The dashboard in a real headless browser (Debian's chromium, driven by Selenium) against a
 live server holding the 30-day demo data: the numbers shown are the API's, the CSV is the
-table, a shared URL comes back as it was, a wrong key is told so. Screenshots of each view
-go to docs/images/ (the README shows them)."""
+table, a shared URL comes back as it was, a wrong key is told so. Each view is
+screenshotted; with OPENUSAGE_SCREENSHOTS=1 the shots replace docs/images/ (the README shows
+them), else they go to a temporary directory, so a test run leaves the checkout as it was."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -22,10 +25,19 @@ from selenium.webdriver.support.select import Select
 
 from .conftest import Server, event, run_cli, start_server, stop_server
 
-IMAGES = Path(__file__).parent.parent / "docs" / "images"
+DOCS_IMAGES = Path(__file__).parent.parent / "docs" / "images"
 DAY = 86400
 #: amounts are exact to many places; the table shows nine: a total within one unit of the ninth
 SHOWN = Decimal("0.000000001")
+
+
+def screenshot(browser: webdriver.Chrome, name: str) -> None:
+    if os.environ.get("OPENUSAGE_SCREENSHOTS") == "1":
+        folder = DOCS_IMAGES
+    else:
+        folder = Path(tempfile.gettempdir()) / "openusage-screenshots"
+        folder.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(folder / name)), f"no screenshot of {name}"
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +163,7 @@ def test_spend_shows_the_costs_the_api_returns_with_the_limit_and_a_csv_of_the_t
     assert f"${month_total:,.2f}" in cards  # this month's total, to the cent
     unpriced = browser.find_element(By.ID, "unpriced").text
     assert "mystery-model, input (unpriced): 4,321" in unpriced
-    browser.save_screenshot(str(IMAGES / "dashboard-spend.png"))
+    screenshot(browser, "dashboard-spend.png")
 
     browser.find_element(By.ID, "download").click()
     files = wait_for(browser, lambda: list(browser.downloads.glob("*.csv")), "no CSV downloaded")  # type: ignore[attr-defined]
@@ -199,7 +211,7 @@ def test_usage_views_group_by_any_field_and_match_the_api(demo: Server, browser:
         for m in ("input_uncached_tokens", "input_cached_tokens", "output_tokens")
     ]
     assert [int(v.replace(",", "")) for v in foot[2:]] == sums
-    browser.save_screenshot(str(IMAGES / "dashboard-usage.png"))
+    screenshot(browser, "dashboard-usage.png")
     for kind, group in (("completions", "model"), ("images", "size"), ("web_search_calls", "context_level")):
         kinds = Select(browser.find_element(By.ID, "kind"))
         if kinds.first_selected_option.get_attribute("value") != kind:
@@ -220,7 +232,7 @@ def test_usage_views_group_by_any_field_and_match_the_api(demo: Server, browser:
         assert {r[1] for r in rows} <= {
             str(r[group]) if r[group] is not None else "(none)" for b in grouped for r in b["results"]
         }
-    browser.save_screenshot(str(IMAGES / "dashboard-usage-grouped.png"))
+    screenshot(browser, "dashboard-usage-grouped.png")
 
 
 def test_a_shared_url_comes_back_as_it_was(demo: Server, browser: webdriver.Chrome) -> None:
@@ -270,7 +282,7 @@ def test_the_page_fits_a_phone_and_keeps_to_its_own_origin(demo: Server, browser
         sign_in(browser, demo)
         width = browser.execute_script("return document.documentElement.scrollWidth")
         assert width <= 390 + 1, width
-        browser.save_screenshot(str(IMAGES / "dashboard-phone.png"))
+        screenshot(browser, "dashboard-phone.png")
     finally:
         browser.set_window_size(1280, 1000)
     sources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
