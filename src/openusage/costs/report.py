@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -10,7 +10,7 @@ from functools import cache, lru_cache
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from ..catalogue import COSTS, USAGE_ENDPOINTS, USAGE_KINDS
+from ..catalogue import COSTS, USAGE_ENDPOINTS
 from ..store import AggregateRow, Aggregation, EventStore
 from ..store.base import DIMENSIONS, AmountsOutOfRange, LinearItem, PricedAggregation
 from .lineitems import EXACT, LINEAR_ITEMS, PRICING_DIMENSIONS, line_name, storage_line_items, variant_of
@@ -21,12 +21,19 @@ DAY = 86400
 PEOPLE = ("project_id", "user_id", "api_key_id", "api_source")
 
 
-def _number(value: Decimal) -> int | float:
+def _number(value: Decimal | int) -> int | float:
+    if isinstance(value, int):
+        return value
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def _order(value: Any) -> tuple[bool, Any]:
-    return (value is not None, value if value is not None else "")
+def _ordered(keys: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Result groups in order, nulls first."""
+    try:
+        # Without a null to compare, the plain order is the same, and cheaper.
+        return sorted(keys)
+    except TypeError:  # a null met a value
+        return sorted(keys, key=lambda key: tuple((v is not None, "" if v is None else v) for v in key))
 
 
 class PricedLine(NamedTuple):
@@ -35,14 +42,43 @@ class PricedLine(NamedTuple):
     item: LinearItem
     name: str
     usd: Decimal | None  # None: no price known, the line costs 0 and says "(unpriced)"
+    units: int  # the price as a whole number of 10**-scale dollars (0 when unpriced)
+    scale: int
 
 
-def _combo_lines(
-    book: PriceBook, kind: str, dims: tuple[str, ...], start: int, values: tuple[Any, ...]
-) -> tuple[PricedLine, ...]:
-    """Each item's line for one day's (model, tier, ...)."""
-    day = datetime.fromtimestamp(start, UTC).date()
-    return _period_lines(book, kind, dims, book.period_start(day), values)
+def _fixed(amount: Decimal) -> tuple[int, int]:
+    """``amount`` as (units, scale): exactly ``units / 10**scale`` dollars."""
+    sign, digits, exponent = amount.as_tuple()
+    units = int("".join(map(str, digits))) * (-1 if sign else 1)
+    if not isinstance(exponent, int):
+        raise ValueError(f"not a finite amount: {amount}")
+    return (units * 10**exponent, 0) if exponent >= 0 else (units, -exponent)
+
+
+class Total:
+    """One result's sums so far: its amount exactly, as a whole number of 10**-scale dollars
+    (integers add faster than decimals, and never round), and its quantity."""
+
+    __slots__ = ("quantity", "scale", "unit", "units")
+
+    def __init__(self, unit: str) -> None:
+        self.units, self.scale, self.unit = 0, 0, unit
+        self.quantity: Decimal | int = 0
+
+    def add(self, units: int, scale: int, quantity: Decimal | int) -> None:
+        if scale > self.scale:
+            self.units *= 10 ** (scale - self.scale)
+            self.scale = scale
+        self.units += units * 10 ** (self.scale - scale) if scale < self.scale else units
+        if isinstance(quantity, int) and isinstance(self.quantity, int):
+            self.quantity += quantity
+        else:
+            self.quantity = EXACT.add(self.quantity, quantity)
+
+    @property
+    def usd(self) -> float:
+        power: int = 10**self.scale
+        return self.units / power  # a quotient of integers: correctly rounded
 
 
 @lru_cache(maxsize=16_384)  # about 25 MB at most
@@ -59,16 +95,23 @@ def _period_lines(
     for item in LINEAR_ITEMS[kind]:
         name = line_name(item.item, model, batch, tier, variant)
         quote = book.quote(model, item.item, day, batch=batch, service_tier=tier, variant=variant)
-        usd = None if quote is None else quote.usd
-        name = name if quote is not None else f"{name} (unpriced)"
-        lines.append(PricedLine(item, name, usd))
+        if quote is None:
+            lines.append(PricedLine(item, f"{name} (unpriced)", None, 0, 0))
+        else:
+            lines.append(PricedLine(item, name, quote.usd, *_fixed(quote.usd)))
     return tuple(lines)
 
 
 @cache
-def _quantities(kind: str) -> Callable[[Sequence[int]], Sequence[int]]:
-    """A kind's item quantities (in ``LINEAR_ITEMS`` order) from its metric sums."""
-    place = {metric: i for i, metric in enumerate(USAGE_KINDS[kind].metric_names)}
+def _item_metrics(kind: str) -> tuple[str, ...]:
+    """The metrics a kind's line items are made of (all a line-item query needs to sum)."""
+    return tuple(dict.fromkeys(metric for item in LINEAR_ITEMS[kind] for metric, _ in item.terms))
+
+
+@cache
+def _quantities(kind: str, metrics: tuple[str, ...]) -> Callable[[Sequence[int]], Sequence[int]]:
+    """A kind's item quantities (in ``LINEAR_ITEMS`` order) from the sums of ``metrics``."""
+    place = {metric: i for i, metric in enumerate(metrics)}
     terms = [[(place[metric], sign) for metric, sign in item.terms] for item in LINEAR_ITEMS[kind]]
     if any(sign <= 0 for item in terms for _, sign in item):
         # Usage summed at a coarser grain is priced only because no quantity falls as
@@ -101,6 +144,21 @@ def _narrowed(
 Line = tuple[int, tuple[Any, ...], PricedLine, int, tuple[Any, ...]]
 
 
+#: a line's group in the answer from its name and its row's values
+KeyOf = Callable[[str, tuple[Any, ...]], tuple[Any, ...]]
+
+
+def _key_maker(group_by: tuple[str, ...], who: tuple[str, ...]) -> KeyOf:
+    """A line's group in the answer from its name and its row's values (grouped by ``who``
+    first); a dimension the kind does not have is null."""
+    if group_by == ("line_item",):  # the usual case, made for each of thousands of lines
+        return lambda name, _: (name,)
+    # Where each part comes from: the line's name (None), the row's values (a place), or
+    # nothing (-1).
+    places = [None if g == "line_item" else who.index(g) if g in who else -1 for g in group_by]
+    return lambda name, values: tuple(name if p is None else None if p < 0 else values[p] for p in places)
+
+
 def _lines(
     rows: list[AggregateRow],
     query: Aggregation,
@@ -111,17 +169,19 @@ def _lines(
 ) -> Iterator[Line]:
     """The lines with usage of the rows of ``query``, grouped by its first ``people``
     dimensions, then by what prices its kind; only the names ``wanted``, if given."""
-    quantities = _quantities(query.kind)
+    quantities = _quantities(query.kind, query.metrics)
     pricing = query.group_by[people:]
+    key_of = _key_maker(group_by, query.group_by[:people])
+    periods: dict[int, date] = {}  # bucket start -> the run of days with its prices
     for start, values, metrics in rows:
-        who = dict(zip(query.group_by[:people], values, strict=False))
+        period = periods.get(start)
+        if period is None:
+            period = periods[start] = book.period_start(datetime.fromtimestamp(start, UTC).date())
         combo = values[people:]
-        for priced, quantity in zip(
-            _combo_lines(book, query.kind, pricing, start, combo), quantities(metrics), strict=True
-        ):
+        priced_lines = _period_lines(book, query.kind, pricing, period, combo)
+        for priced, quantity in zip(priced_lines, quantities(metrics), strict=True):
             if quantity and (wanted is None or priced.name in wanted):
-                key = tuple(priced.name if g == "line_item" else who.get(g) for g in group_by)
-                yield start, combo, priced, quantity, key
+                yield start, combo, priced, quantity, key_of(priced.name, values)
 
 
 def _priced_by_who(
@@ -163,13 +223,14 @@ def cost_results(
     """
     wanted = frozenset(str(v) for v in filters["line_item"]) if "line_item" in filters else None
     usage_filters = {k: v for k, v in filters.items() if k != "line_item"}
-    #: per bucket start, per group: [amount, quantity, unit]
-    totals: dict[int, dict[tuple[Any, ...], list[Any]]] = {}
+    totals: dict[int, dict[tuple[Any, ...], Total]] = {}  # per bucket start, per group
 
-    def add(start: int, key: tuple[Any, ...], amount: Decimal, quantity: Decimal | int, unit: str) -> None:
-        acc = totals.setdefault(start, {}).setdefault(key, [Decimal(0), Decimal(0), unit])
-        acc[0] = EXACT.add(acc[0], amount)
-        acc[1] = EXACT.add(acc[1], quantity)
+    def total(start: int, key: tuple[Any, ...], unit: str) -> Total:
+        groups = totals.setdefault(start, {})
+        found = groups.get(key)
+        if found is None:
+            found = groups[key] = Total(unit)
+        return found
 
     for endpoint in USAGE_ENDPOINTS:
         dims = endpoint.group_fields
@@ -198,14 +259,14 @@ def cost_results(
                     if wanted is not None and line.name not in wanted:
                         continue
                     key = tuple(line.name if g == "line_item" else row.get(g) for g in group_by)
-                    add(start, key, line.amount, line.quantity, line.unit)
+                    total(start, key, line.unit).add(*_fixed(line.amount), line.quantity)
             continue
         # The lines of each day's (model, tier, ...), with their prices.
-        at_prices = replace(base, group_by=pricing)
+        at_prices = replace(base, group_by=pricing, metrics=_item_metrics(endpoint.name))
         lines = list(_lines(store.aggregate(at_prices), at_prices, book, group_by, wanted))
         people = tuple(d for d in base.group_by if d in group_by)  # costs group by no pricing one
         if people and lines:
-            by_who = replace(base, group_by=(*people, *pricing))
+            by_who = replace(base, group_by=(*people, *pricing), metrics=_item_metrics(endpoint.name))
             try:
                 # The store sums the usage per group and line, and prices it.
                 priced_rows = store.aggregate_priced(_priced_by_who(by_who, lines, len(people), group_by))
@@ -214,11 +275,10 @@ def cost_results(
                 lines = list(_lines(store.aggregate(by_who), by_who, book, group_by, wanted, len(people)))
             else:
                 for start, key, amount, quantity, unit in priced_rows:
-                    add(start, key, amount, quantity, unit)
+                    total(start, key, unit).add(*_fixed(amount), quantity)
                 continue
         for start, _, priced, quantity, key in lines:
-            amount = Decimal(0) if priced.usd is None else EXACT.multiply(quantity, priced.usd)
-            add(start, key, amount, quantity, priced.item.unit)
+            total(start, key, priced.item.unit).add(quantity * priced.units, priced.scale, quantity)
 
     template: dict[str, Any] = {
         "object": result_object,
@@ -230,13 +290,13 @@ def cost_results(
     by_bucket: dict[int, list[dict[str, Any]]] = {}
     for start, groups in totals.items():
         results = by_bucket[start] = []
-        for key in sorted(groups, key=lambda key: tuple(_order(v) for v in key)):
-            amount, quantity, unit = groups[key]
+        for key in _ordered(groups):
+            sums = groups[key]
             result = template.copy()
-            result["amount"] = {"value": float(amount), "currency": "usd"}
+            result["amount"] = {"value": sums.usd, "currency": "usd"}
             result.update(zip(group_by, key, strict=True))
             if "line_item" in group_by:
-                result["quantity"] = _number(quantity)
-                result["quantity_unit"] = unit
+                result["quantity"] = _number(sums.quantity)
+                result["quantity_unit"] = sums.unit
             results.append(result)
     return by_bucket
