@@ -364,18 +364,20 @@ def test_the_rows_compaction_deletes_are_given_back_at_a_checkpoint(tmp_path: Pa
     reader = threading.Thread(target=reads)
     reader.start()
     read.wait()
-    assert store.compact(force=True) > 0
-    cursor = store._cursor()
-    cursor.execute("CHECKPOINT")
-    table = "rollup_embeddings_minute"
-    ((stored,),) = cursor.execute(
-        f"SELECT sum(count) FROM pragma_storage_info('{table}') "
-        "WHERE column_id = 0 AND segment_type <> 'VALIDITY'"
-    ).fetchall()
-    ((live,),) = cursor.execute(f"SELECT count(*) FROM {table}").fetchall()
-    checked.set()
-    reader.join()
-    store.close()
+    try:
+        assert store.compact(force=True) > 0
+        cursor = store._cursor()
+        cursor.execute("CHECKPOINT")
+        table = "rollup_embeddings_minute"
+        ((stored,),) = cursor.execute(
+            f"SELECT sum(count) FROM pragma_storage_info('{table}') "
+            "WHERE column_id = 0 AND segment_type <> 'VALIDITY'"
+        ).fetchall()
+        ((live,),) = cursor.execute(f"SELECT count(*) FROM {table}").fetchall()
+    finally:  # the reader ends whatever happened, or the test run would never end
+        checked.set()
+        reader.join()
+        store.close()
     assert live == 100_000
     assert stored == live, f"{stored - live} deleted rows kept"
 
