@@ -49,9 +49,9 @@ class PricedLine(NamedTuple):
 def _fixed(amount: Decimal) -> tuple[int, int]:
     """``amount`` as (units, scale): exactly ``units / 10**scale`` dollars."""
     sign, digits, exponent = amount.as_tuple()
-    units = int("".join(map(str, digits))) * (-1 if sign else 1)
-    if not isinstance(exponent, int):
+    if not isinstance(exponent, int):  # NaN or infinity: no price or sum is either
         raise ValueError(f"not a finite amount: {amount}")
+    units = int("".join(map(str, digits))) * (-1 if sign else 1)
     return (units * 10**exponent, 0) if exponent >= 0 else (units, -exponent)
 
 
