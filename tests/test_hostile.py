@@ -258,6 +258,8 @@ class FailingStore(DuckDBStore):
     def aggregate(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the disk is on fire")
 
+    aggregate_json = aggregate
+
 
 def test_a_fault_is_one_enveloped_500_that_does_not_escape_the_app(
     tmp_path: Path, caplog: pytest.LogCaptureFixture

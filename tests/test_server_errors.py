@@ -229,6 +229,9 @@ def test_server_fault_is_500_in_the_envelope_without_a_trace(tmp_path: Path) -> 
         def aggregate(self, query: Any) -> Any:
             raise RuntimeError("disk on fire /secret/path")
 
+        def aggregate_json(self, query: Any, shape: Any) -> Any:
+            raise RuntimeError("disk on fire /secret/path")
+
     store = BrokenStore(tmp_path / "broken.duckdb")
     app = create_app(
         Settings(db_path=tmp_path / "broken.duckdb", admin_key=ADMIN_KEY, lookback_days=None), store=store

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from openusage.server.events import EventRules, parse_events
-from openusage.store import Aggregation, DuckDBStore
+from openusage.store import Aggregation, DuckDBStore, ResultShape
 from openusage.store.base import COLUMNS
 from openusage.store.rollups import ROLLUPS, covering
 
@@ -69,9 +69,13 @@ def test_token_sums_past_64_bits_are_exact_through_raw_events_and_rollups(tmp_pa
             filters={},
             metrics=("input_tokens",),
         )
+        shape = ResultShape("result", ("input_tokens", "project_id"))
+        written = [(DAY0, 1, '[{"object":"result","input_tokens":18446744073709551616,"project_id":null}]')]
         assert [values for _, _, values in store.aggregate(query)] == [(2**64,)]
+        assert store.aggregate_json(query, shape) == written
         store.roll()
         assert [values for _, _, values in store.aggregate(query)] == [(2**64,)]
+        assert store.aggregate_json(query, shape) == written
     finally:
         store.close()
 

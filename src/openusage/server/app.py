@@ -275,7 +275,6 @@ def create_app(
             query = parse_query(
                 endpoint, request.query_params.multi_items(), max_array_values=settings.max_array_values
             )
-            aggregate = state["store"].aggregate
             results_for: ResultsFor
             if endpoint.is_costs:
                 results_for = partial(
@@ -287,7 +286,7 @@ def create_app(
                     result_object=endpoint.result_object,
                 )
             else:
-                results_for = usage_results(query, aggregate)
+                results_for = usage_results(query, state["store"])
             page = await run_in_threadpool(
                 build_page, query, results_for=results_for, signer=signer, now=int(clock()), limits=limits
             )

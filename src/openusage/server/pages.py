@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from ..buckets import DAY, page_of_buckets
 from ..catalogue import WIDTH_SECONDS
-from ..store import AggregateRow, Aggregation
+from ..store import Aggregation, EventStore, ResultShape
 from .cursor import Cursor, CursorSigner
 from .errors import bad_request
 from .params import UsageQuery
@@ -52,43 +53,39 @@ def page_window(query: UsageQuery, signer: CursorSigner, now: int) -> tuple[int,
     return cursor.next_start, cursor.effective_end
 
 
-def result_template(query: UsageQuery) -> dict[str, Any]:
-    """A result with every field present: metrics at 0, dimensions null."""
+@dataclass(frozen=True)
+class EncodedResults:
+    """A bucket's results already written as one JSON array."""
+
+    count: int
+    json: str
+
+    def __len__(self) -> int:
+        return self.count
+
+
+#: a bucket's results: dicts (costs) or already written as JSON (usage)
+Results = list[dict[str, Any]] | EncodedResults
+ResultsFor = Callable[[list[tuple[int, int]]], Mapping[int, Results]]
+
+
+def usage_results(query: UsageQuery, store: EventStore) -> ResultsFor:
+    """The results of a usage endpoint, per bucket start, from the store, written as JSON
+    there: a result has every field, metrics then dimensions, null where not grouped by."""
     endpoint = query.endpoint
-    template: dict[str, Any] = {"object": endpoint.result_object}
-    template.update(dict.fromkeys(endpoint.metric_names, 0))
-    template.update(dict.fromkeys(endpoint.group_fields))
-    return template
+    shape = ResultShape(endpoint.result_object, (*endpoint.metric_names, *endpoint.group_fields))
 
-
-ResultsFor = Callable[[list[tuple[int, int]]], dict[int, list[dict[str, Any]]]]
-
-
-def usage_results(query: UsageQuery, aggregate: Callable[[Aggregation], list[AggregateRow]]) -> ResultsFor:
-    """The results of a usage endpoint, per bucket start, from the store."""
-    endpoint = query.endpoint
-
-    def results_for(buckets: list[tuple[int, int]]) -> dict[int, list[dict[str, Any]]]:
-        rows = aggregate(
-            Aggregation(
-                kind=endpoint.name,
-                buckets=buckets,
-                width_seconds=WIDTH_SECONDS[query.width],
-                group_by=query.group_by,
-                filters=query.filters,
-                metrics=endpoint.metric_names,
-                gauge=endpoint.has_gauge,
-            )
+    def results_for(buckets: list[tuple[int, int]]) -> dict[int, Results]:
+        aggregation = Aggregation(
+            kind=endpoint.name,
+            buckets=buckets,
+            width_seconds=WIDTH_SECONDS[query.width],
+            group_by=query.group_by,
+            filters=query.filters,
+            metrics=endpoint.metric_names,
+            gauge=endpoint.has_gauge,
         )
-        template = result_template(query)
-        fields = (*endpoint.metric_names, *query.group_by)
-        by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for start, groups, metrics in rows:
-            # Filled in the template's order: metrics, then the groups asked for.
-            result = template.copy()
-            result.update(zip(fields, metrics + groups, strict=True))
-            by_bucket[start].append(result)
-        return by_bucket
+        return {start: EncodedResults(n, text) for start, n, text in store.aggregate_json(aggregation, shape)}
 
     return results_for
 
@@ -118,7 +115,8 @@ def build_page(
             has_more = True
             break
         row_count += len(results)
-        data.append({"object": "bucket", "start_time": start, "end_time": bucket_end, "results": results})
+        written = orjson.Fragment(results.json) if isinstance(results, EncodedResults) else results
+        data.append({"object": "bucket", "start_time": start, "end_time": bucket_end, "results": written})
 
     next_page = None
     if has_more:

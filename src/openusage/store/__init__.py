@@ -1,6 +1,15 @@
 """Event storage behind one narrow interface."""
 
-from .base import AggregateRow, Aggregation, AppendResult, EventStore, StoreFull, StoreUnavailable
+from .base import (
+    AggregateRow,
+    Aggregation,
+    AppendResult,
+    EncodedBucket,
+    EventStore,
+    ResultShape,
+    StoreFull,
+    StoreUnavailable,
+)
 from .duckdb import DuckDBStore
 from .urls import open_store
 
@@ -8,8 +17,10 @@ __all__ = [
     "AggregateRow",
     "Aggregation",
     "AppendResult",
+    "EncodedBucket",
     "DuckDBStore",
     "EventStore",
+    "ResultShape",
     "StoreFull",
     "StoreUnavailable",
     "open_store",

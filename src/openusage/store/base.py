@@ -6,12 +6,15 @@ this interface; the server knows nothing else about it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
+
+import orjson
 
 from ..catalogue import DimensionType, all_dimensions, all_metrics
 
@@ -91,6 +94,42 @@ class Aggregation:
 AggregateRow = tuple[int, tuple[Any, ...], tuple[int, ...]]
 
 
+@dataclass(frozen=True)
+class ResultShape:
+    """How a page writes each result of an aggregation: ``{"object": object, ...fields}``,
+    the fields in this order; a metric or a dimension grouped by has its value, any other
+    field is null."""
+
+    object: str
+    fields: tuple[str, ...]
+
+
+#: (bucket start, how many results, the bucket's results as one JSON array)
+EncodedBucket = tuple[int, int, str]
+
+
+def encode_results(
+    rows: Sequence[AggregateRow], query: Aggregation, shape: ResultShape
+) -> list[EncodedBucket]:
+    """``aggregate``'s rows written as JSON, one array per bucket, result by result (for a
+    store that cannot write them in its engine)."""
+    template: dict[str, Any] = {"object": shape.object, **dict.fromkeys(shape.fields)}
+    names = (*query.metrics, *query.group_by)
+    by_bucket: dict[int, list[dict[str, Any]]] = {}
+    for start, groups, metrics in rows:
+        result = template.copy()  # the fields keep the template's order
+        result.update(zip(names, metrics + groups, strict=True))
+        by_bucket.setdefault(start, []).append(result)
+    return [(start, len(results), _json(results)) for start, results in by_bucket.items()]
+
+
+def _json(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # a sum past 64 bits, which the standard library writes
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def past_64_bits(rows: Sequence[tuple[Any, ...]], groups: int) -> bool:
     """Whether a row of (bucket, ``groups`` values, sums) read with its sums narrowed to 64
     bits (NULL where one does not fit) has a sum that did not: then all are read in 128."""
@@ -142,6 +181,11 @@ class EventStore(Protocol):
 
     def aggregate(self, query: Aggregation) -> list[AggregateRow]:
         """Rows ordered by bucket, then group values ascending with nulls first."""
+        ...
+
+    def aggregate_json(self, query: Aggregation, shape: ResultShape) -> list[EncodedBucket]:
+        """The buckets that have results, in order, each with its results written as JSON
+        in ``aggregate``'s order."""
         ...
 
     def aggregate_priced(self, query: PricedAggregation) -> list[PricedRow]:

@@ -28,12 +28,15 @@ from .base import (
     AggregateRow,
     Aggregation,
     AppendResult,
+    EncodedBucket,
     PricedAggregation,
     PricedRow,
+    ResultShape,
     Row,
     Stored,
     StoreUnavailable,
     check_column,
+    encode_results,
     past_64_bits,
 )
 from .clickhouse_connections import Connection
@@ -288,6 +291,11 @@ class ClickHouseStore:
         if past_64_bits(rows, n):
             rows = self._con.rows(f"{sql} ORDER BY {order}")
         return [(int(r[0]), tuple(r[1 : 1 + n]), tuple(int(v) for v in r[1 + n :])) for r in rows]
+
+    def aggregate_json(self, query: Aggregation, shape: ResultShape) -> list[EncodedBucket]:
+        # ClickHouse writes 64- and 128-bit integers in JSON as strings by default; the
+        # results are written in Python instead, from the same rows.
+        return encode_results(self.aggregate(query), query, shape)
 
     @staticmethod
     def _filters(query: Aggregation) -> str:

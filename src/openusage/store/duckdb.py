@@ -29,13 +29,16 @@ from .base import (
     Aggregation,
     AmountsOutOfRange,
     AppendResult,
+    EncodedBucket,
     PricedAggregation,
     PricedRow,
+    ResultShape,
     Row,
     Stored,
     StoreFull,
     StoreUnavailable,
     check_column,
+    encode_results,
     memory_bytes,
     past_64_bits,
 )
@@ -445,6 +448,32 @@ class DuckDBStore:
         if past_64_bits(rows, n):
             rows = fetch(False)
         return [(r[0], r[1 : 1 + n], r[1 + n :]) for r in rows]
+
+    def aggregate_json(self, query: Aggregation, shape: ResultShape) -> list[EncodedBucket]:
+        """Each result written as JSON by DuckDB, and a bucket's results joined there, in
+        ``aggregate``'s order: a Python object per result cost more than the query (users x
+        keys of one project at 1M events, 9,700 results: 54 -> 31 ms). Sums past 64 bits
+        are written exactly."""
+        if query.gauge or self._none_in_range(query):
+            return encode_results(self.aggregate(query), query, shape)
+        groups = [check_column(g) for g in query.group_by]
+        metrics = [check_column(m) for m in query.metrics]
+        values = {**dict.fromkeys(shape.fields, "NULL"), **{name: name for name in [*metrics, *groups]}}
+        fields = ", ".join(
+            [
+                f'"object" := {_literal(shape.object)}',
+                *(f'"{check_column(name)}" := {value}' for name, value in values.items()),
+            ]
+        )
+        order = f" ORDER BY {', '.join(f'{g} NULLS FIRST' for g in groups)}" if groups else ""
+        plan = self.plan(query)
+
+        def build(rolled: int | None) -> tuple[str, list[Any]]:
+            sql, params = self._sum_sql(query, groups, metrics, plan, rolled)
+            results = f"'[' || string_agg(to_json(struct_pack({fields})), ','{order}) || ']'"
+            return f"SELECT b, count(*), {results} FROM ({sql}) GROUP BY b ORDER BY b", params
+
+        return [(int(b), int(n), text) for b, n, text in self._read(self._cursor(), plan, build)]
 
     @staticmethod
     def _filters(query: Aggregation, first: int) -> tuple[str, list[Any]]:
