@@ -54,6 +54,8 @@ def test_resending_a_batch_changes_nothing(server: Server) -> None:
     assert server.ingest_ok(batch)["inserted"] == 5
     again = server.ingest_ok([*batch, event("completions", day0 + 9, input_tokens=1, output_tokens=0)])
     assert (again["inserted"], again["duplicates"]) == (1, 5)
+    alone = server.ingest_ok([batch[-1]])  # one event, the way a gateway resends it
+    assert (alone["inserted"], alone["duplicates"]) == (0, 1)
     assert total(server, "completions", day0, "input_tokens") == 501
 
 
