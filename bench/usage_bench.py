@@ -184,15 +184,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def settle(pid: int, limit: float = 600.0) -> float:
-    """Wait until the server is idle (under 5% of a core for a second): the rolling up and
-    compaction of what was just ingested are done, so quiet queries are measured quiet.
-    The seconds it took."""
+    """Wait until the server is idle (under 5% of a core for three seconds in a row): the
+    rolling up, compaction and quiet checkpoint of what was just ingested are done, so
+    quiet queries are measured quiet. The seconds it took."""
     started = time.perf_counter()
-    while time.perf_counter() - started < limit:
+    idle = 0
+    while idle < 3 and time.perf_counter() - started < limit:
         before = cpu_seconds(pid)
         time.sleep(1.0)
-        if cpu_seconds(pid) - before < 0.05:
-            break
+        idle = idle + 1 if cpu_seconds(pid) - before < 0.05 else 0
     return time.perf_counter() - started
 
 

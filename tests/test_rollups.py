@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from openusage.catalogue import USAGE_KINDS, WIDTH_SECONDS
 from openusage.server.batches import fast_rows
 from openusage.server.events import EventRules, parse_events
 from openusage.store import Aggregation, DuckDBStore, rollup_tables
+from openusage.store.duckdb import QUIET_CHECKPOINT_WAL_BYTES
 from openusage.store.rollups import ROLLUPS, Extent, Plan, choose, covering
 
 DAY0 = 1_700_006_400  # a UTC midnight
@@ -380,6 +382,37 @@ def test_the_rows_compaction_deletes_are_given_back_at_a_checkpoint(tmp_path: Pa
         store.close()
     assert live == 100_000
     assert stored == live, f"{stored - live} deleted rows kept"
+
+
+def test_a_quiet_store_checkpoints_what_its_log_holds(tmp_path: Path) -> None:
+    """Ingestion that stops leaves its last writes in the log, where scans step over
+    deleted rows and read appended ones uncompressed: a store without commits for a while
+    checkpoints by itself, and every event still counts once."""
+    path = tmp_path / "quiet.duckdb"
+    store = DuckDBStore(path)
+    wal = Path(f"{path}.wal")
+    try:
+        rules = EventRules(now=DAY0 + 100 * 86400)
+        for chunk in range(4):
+            events = [
+                {"id": f"q{chunk}-{i}", "type": "embeddings", "input_tokens": 1,
+                 "timestamp": DAY0 + (chunk * 5_000 + i) * 60}
+                for i in range(5_000)
+            ]  # fmt: skip
+            batch = fast_rows(json.dumps({"events": events}).encode(), rules, 10_000)
+            assert batch is not None
+            store.append(batch)
+        assert wal.stat().st_size >= QUIET_CHECKPOINT_WAL_BYTES, "the test must leave enough in the log"
+        waited = 0.0
+        while wal.exists() and wal.stat().st_size >= QUIET_CHECKPOINT_WAL_BYTES and waited < 60:
+            time.sleep(0.25)
+            waited += 0.25
+        assert not wal.exists() or wal.stat().st_size < QUIET_CHECKPOINT_WAL_BYTES
+        q = query("embeddings", DAY0, DAY0 + 20 * 86400, "1d", ())
+        assert sum(values[0] for _, _, values in store.aggregate(q)) == 20_000
+        assert store.unrolled() == 0
+    finally:
+        store.close()
 
 
 def test_compaction_while_ingesting_and_querying_loses_and_doubles_nothing(store: DuckDBStore) -> None:
