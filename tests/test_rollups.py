@@ -333,6 +333,17 @@ def test_compaction_in_runs_of_days_leaves_one_row_per_bucket_and_group(
     con.close()
 
 
+def append_minutes(store: DuckDBStore, prefix: str, first: int, count: int) -> None:
+    """``count`` embeddings events of one token, one a minute from minute ``first`` after DAY0."""
+    events = [
+        {"id": f"{prefix}-{i}", "type": "embeddings", "input_tokens": 1, "timestamp": DAY0 + (first + i) * 60}
+        for i in range(count)
+    ]
+    batch = fast_rows(json.dumps({"events": events}).encode(), EventRules(now=DAY0 + 10_000 * 86400), count)
+    assert batch is not None
+    store.append(batch)
+
+
 def test_the_rows_compaction_deletes_are_given_back_at_a_checkpoint(tmp_path: Path) -> None:
     """DuckDB reclaims deleted rows only at a checkpoint no other transaction overlaps, and
     a result read with ``fetchone`` kept its connection's transaction open: the rollups
@@ -342,17 +353,9 @@ def test_the_rows_compaction_deletes_are_given_back_at_a_checkpoint(tmp_path: Pa
     # The background roller's own transactions would overlap the checkpoint as well, and
     # rightly keep rows: the test counts only what the store's reads keep.
     stop_rolling(store)
-    rules = EventRules(now=DAY0 + 10_000 * 86400)
     for n in range(3):  # the same 100,000 minutes three times: 300,000 minute rows
         for chunk in range(10):
-            events = [
-                {"id": f"v{n}-{chunk}-{i}", "type": "embeddings", "input_tokens": 1,
-                 "timestamp": DAY0 + (chunk * 10_000 + i) * 60}
-                for i in range(10_000)
-            ]  # fmt: skip
-            batch = fast_rows(json.dumps({"events": events}).encode(), rules, 10_000)
-            assert batch is not None
-            store.append(batch)
+            append_minutes(store, f"v{n}-{chunk}", chunk * 10_000, 10_000)
         store.roll()
     # The store's reads in a thread of their own that lives on, as a server's workers do.
     read, checked = threading.Event(), threading.Event()
@@ -392,16 +395,8 @@ def test_a_quiet_store_checkpoints_what_its_log_holds(tmp_path: Path) -> None:
     store = DuckDBStore(path)
     wal = Path(f"{path}.wal")
     try:
-        rules = EventRules(now=DAY0 + 100 * 86400)
         for chunk in range(4):
-            events = [
-                {"id": f"q{chunk}-{i}", "type": "embeddings", "input_tokens": 1,
-                 "timestamp": DAY0 + (chunk * 5_000 + i) * 60}
-                for i in range(5_000)
-            ]  # fmt: skip
-            batch = fast_rows(json.dumps({"events": events}).encode(), rules, 10_000)
-            assert batch is not None
-            store.append(batch)
+            append_minutes(store, f"q{chunk}", chunk * 5_000, 5_000)
         assert wal.stat().st_size >= QUIET_CHECKPOINT_WAL_BYTES, "the test must leave enough in the log"
         waited = 0.0
         while wal.exists() and wal.stat().st_size >= QUIET_CHECKPOINT_WAL_BYTES and waited < 60:
