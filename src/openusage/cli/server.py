@@ -28,6 +28,12 @@ from .common import (
 )
 from .common import settings as _settings
 
+#: the collector's thresholds in the server: a costs page makes ~150,000 short-lived
+#: objects, and with Python's default (700, 10, 10) two requests in three ran a full
+#: collection, ~13 ms each; 1M-event bench: costs p50 52-58 -> 34 ms, the minute walk
+#: 159-181 -> 118 ms (docs/performance.md). Garbage in cycles waits a little longer.
+GC_THRESHOLDS = (50_000, 20, 10)
+
 
 @click.command()
 @DB_OPTION
@@ -218,6 +224,7 @@ def serve(
     # What exists now (modules, the price data, the app) lives as long as the process: kept
     # out of every later collection, a full one no longer walks it (50 ms of a costs page).
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.Server(config).run(sockets=[listener])
 
 
