@@ -29,7 +29,7 @@ from .common import (
 from .common import settings as _settings
 
 #: the collector's thresholds in the server: a costs page makes ~150,000 short-lived
-#: objects, and with Python's default (700, 10, 10) two requests in three ran a full
+#: objects, and with Python's default (700, 10, 10) 18 costs requests of 25 ran a full
 #: collection, ~13 ms each; 1M-event bench: costs p50 52-58 -> 34 ms, the minute walk
 #: 159-181 -> 118 ms (docs/performance.md). Garbage in cycles waits a little longer.
 GC_THRESHOLDS = (50_000, 20, 10)
