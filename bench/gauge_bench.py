@@ -4,6 +4,9 @@ join of buckets and reports), in the same run, on the same data.
 
     .venv/bin/python bench/gauge_bench.py [--stores 5000] [--reports 50000] [--repeat 3]
 
+It also runs the store's query from 4 threads at once (4 concurrent requests to a server
+run it so) and prints their median time and the process's memory meanwhile.
+
 Reports are spread over the two days before the query's minute buckets (1m x 1440), by
 project (10 projects). The second size is ten times the first; there the straightforward
 query is left out: it joins every bucket with every report (720M rows at 500k reports),
@@ -13,9 +16,13 @@ which takes tens of GB of memory.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from openusage.buckets import iter_buckets
@@ -54,11 +61,52 @@ def timed(run: object, repeat: int) -> float:
     return statistics.median(times) * 1000
 
 
+def rss_mib() -> float:
+    """This process's resident memory now."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def concurrently(run: Callable[[], object], threads: int, repeat: int) -> tuple[float, float, float]:
+    """``run`` from ``threads`` threads at once, ``repeat`` times each: the median time of
+    one run, the memory before and the peak memory meanwhile (sampled every 5 ms)."""
+    before = peak = rss_mib()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.005):
+            peak = max(peak, rss_mib())
+
+    def each() -> list[float]:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        return times
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            times = [t for future in [pool.submit(each) for _ in range(threads)] for t in future.result()]
+    finally:
+        done.set()
+        sampler.join()
+    return statistics.median(times) * 1000, before, peak
+
+
 def measure(stores: int, reports: int, repeat: int, *, baseline: bool) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        store = DuckDBStore(Path(folder) / "gauge.duckdb")
+        path = Path(folder) / "gauge.duckdb"
+        store = DuckDBStore(path)
+        fill(store, stores, reports)
+        # Opened again: the store learns what it holds when it opens (the reports were
+        # made behind its back, and a store that knows of no report answers none).
+        store.close()
+        store = DuckDBStore(path)
         try:
-            fill(store, stores, reports)
             buckets = list(iter_buckets(DAY0, DAY0 + 86400, "1m"))
             query = Aggregation(
                 kind="vector_stores",
@@ -70,8 +118,10 @@ def measure(stores: int, reports: int, repeat: int, *, baseline: bool) -> None:
                 gauge=True,
             )
             ours_ms = timed(lambda: store.aggregate(query), repeat)
+            together_ms, before, peak = concurrently(lambda: store.aggregate(query), 4, repeat)
             line = (
                 f"{reports:>9,} reports of {stores:>6,} stores, 1m x 1440 by project: store {ours_ms:8.1f} ms"
+                f"   4 at once {together_ms:8.1f} ms each, memory {before:,.0f} -> peak {peak:,.0f} MiB"
             )
             if baseline:
                 params = [[b[0] for b in buckets], [b[1] for b in buckets]]
