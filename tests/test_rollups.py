@@ -21,13 +21,14 @@ from openusage.buckets import iter_buckets
 from openusage.catalogue import USAGE_KINDS, WIDTH_SECONDS
 from openusage.server.batches import fast_rows
 from openusage.server.events import EventRules, parse_events
-from openusage.store import Aggregation, DuckDBStore, rollup_tables
+from openusage.store import Aggregation, DuckDBStore, ResultShape, rollup_tables
 from openusage.store.duckdb import QUIET_CHECKPOINT_WAL_BYTES
 from openusage.store.rollups import ROLLUPS, Extent, Plan, choose, covering
 
 DAY0 = 1_700_006_400  # a UTC midnight
 COMPLETIONS = USAGE_KINDS["completions"]
 IMAGES = USAGE_KINDS["images"]
+SHAPE = ResultShape(COMPLETIONS.result_object, (*COMPLETIONS.metric_names, *COMPLETIONS.group_fields))
 
 
 def rows(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -249,6 +250,50 @@ def test_coarse_rollups_answer_the_middle_finer_ones_the_edges_and_raw_events_th
     tiers = query("completions", DAY0, DAY0 + 86400, "1h", ("service_tier",))
     assert covering(tiers, ROLLUPS["completions"]) == []
     assert choose(tiers, ROLLUPS["completions"], raw, extents) is None
+
+
+def test_a_query_ending_now_reads_its_last_grain_from_the_rollups(store: DuckDBStore) -> None:
+    """With no event at or after a query's end (it ends now), the grain the end falls in
+    comes from the rollups too, instead of raw events; an event after the end makes the
+    plan stop at its last whole grain again, and is never counted, even one the store's
+    bookkeeping has not seen yet (the read looks for it in its own snapshot)."""
+    end = DAY0 + 86400 + 13 * 3600 + 1234
+    events = [
+        {
+            "id": f"n{i}",
+            "type": "completions",
+            "timestamp": DAY0 + i * 30,
+            "model": ["m1", "m2"][i % 2],
+            "input_tokens": i,
+        }
+        for i in range((end - DAY0) // 30)
+    ]
+    store.append(rows(events))
+    store.roll()
+    q = query("completions", DAY0, end, "1d", ("model",))
+    plan = store.plan(q)
+    assert plan is not None and plan.through == end
+    assert [(s.rollup.grain, s.start, s.end) for s in plan.segments] == [
+        (86400, DAY0, DAY0 + 2 * 86400)  # today's row too: no hours, no raw events
+    ]
+    assert answered(store.aggregate(q), q) == expected(events, q)
+
+    later = {"id": "later", "type": "completions", "timestamp": end + 60, "input_tokens": 10**9}
+    store.append(rows([later]))
+    store.roll()  # the later event is in today's rollup rows now
+    assert (plan := store.plan(q)) is not None and plan.through is None
+    assert plan.end == DAY0 + 86400 + 13 * 3600  # the last whole hour, then raw events
+    assert answered(store.aggregate(q), q) == expected(events, q)
+
+    # As between a commit and the store's note of its times: the plan reads past the end,
+    # the read finds the later event and reads raw events for the rest of the day instead.
+    store._spans["completions"][2] = events[-1]["timestamp"]
+    assert (plan := store.plan(q)) is not None and plan.through == end
+    assert answered(store.aggregate(q), q) == expected(events, q)
+    results = {start: json.loads(text) for start, _, text in store.aggregate_json(q, SHAPE)}
+    assert sum(r["input_tokens"] for r in results[DAY0 + 86400]) == sum(
+        e["input_tokens"] for e in events if e["timestamp"] >= DAY0 + 86400
+    )
 
 
 def test_kinds_with_fewer_dimensions_keep_distinct_rollups_only() -> None:

@@ -333,7 +333,9 @@ class DuckDBStore:
                     if self._rollups.due():
                         self.compact(cursor=cursor)
                 if quiet or self._wal_bytes() > CHECKPOINT_WAL_BYTES:
-                    with self._write_lock:  # DuckDB refuses while a write is under way
+                    # DuckDB refuses while a write is under way: a commit, or a rebuild of
+                    # the rollups asked for meanwhile (which logged a failure each time).
+                    with self._maintenance_lock, self._write_lock:
                         cursor.execute("CHECKPOINT")
             except duckdb.OutOfMemoryException:  # what held the memory, for whoever sets limits
                 log.exception(
@@ -406,14 +408,20 @@ class DuckDBStore:
         finally:
             cursor.close()
 
-    def plan(self, query: Aggregation) -> Plan | None:
-        """The rollups that would answer ``query``, or None for raw events alone."""
+    def plan(self, query: Aggregation, *, through_end: bool | None = None) -> Plan | None:
+        """The rollups that would answer ``query``, or None for raw events alone.
+
+        ``through_end``: whether the rollups may answer the grain the query's end falls
+        in; by default, when no event of its kind is known at or after that end (the
+        read checks it again in its snapshot)."""
         span = self._spans.get(query.kind)
         if span is None:
             return None
+        if through_end is None:
+            through_end = bool(query.buckets) and span[2] < query.buckets[-1][1]
         seconds = span[2] - span[1] + 1
         extents = {r.table: Extent(self._rollups.rows[r.table], seconds) for r in ROLLUPS[query.kind]}
-        return choose(query, ROLLUPS[query.kind], Extent(span[0], seconds), extents)
+        return choose(query, ROLLUPS[query.kind], Extent(span[0], seconds), extents, through_end=through_end)
 
     def _none_in_range(self, query: Aggregation) -> bool:
         """Whether no event of the query's kind can count in its buckets, so that it needs
@@ -457,12 +465,12 @@ class DuckDBStore:
             plan = self.plan(query) if using == "auto" else using
 
             def sums(narrow: bool) -> list[tuple[Any, ...]]:
-                def build(rolled: int | None) -> tuple[str, list[Any]]:
+                def build(plan: Plan | None, rolled: int | None) -> tuple[str, list[Any]]:
                     sql, params = self._sum_sql(query, groups, metrics, plan, rolled)
                     sql = _narrowed(sql, groups, metrics) if narrow else sql
                     return f"{sql} ORDER BY {order}", params
 
-                return self._read(self._cursor(), plan, build)
+                return self._read(self._cursor(), query, plan, build)
 
             fetch = sums
         n = len(groups)
@@ -488,14 +496,14 @@ class DuckDBStore:
             ]
         )
         order = f" ORDER BY {', '.join(f'{g} NULLS FIRST' for g in groups)}" if groups else ""
-        plan = self.plan(query)
 
-        def build(rolled: int | None) -> tuple[str, list[Any]]:
+        def build(plan: Plan | None, rolled: int | None) -> tuple[str, list[Any]]:
             sql, params = self._sum_sql(query, groups, metrics, plan, rolled)
             results = f"'[' || string_agg(to_json(struct_pack({fields})), ','{order}) || ']'"
             return f"SELECT b, count(*), {results} FROM ({sql}) GROUP BY b ORDER BY b", params
 
-        return [(int(b), int(n), text) for b, n, text in self._read(self._cursor(), plan, build)]
+        rows = self._read(self._cursor(), query, self.plan(query), build)
+        return [(int(b), int(n), text) for b, n, text in rows]
 
     @staticmethod
     def _filters(query: Aggregation, first: int) -> tuple[str, list[Any]]:
@@ -519,18 +527,31 @@ class DuckDBStore:
     def _read(
         self,
         cursor: duckdb.DuckDBPyConnection,
+        query: Aggregation,
         plan: Plan | None,
-        build: Callable[[int | None], tuple[str, list[Any]]],
+        build: Callable[[Plan | None, int | None], tuple[str, list[Any]]],
     ) -> list[tuple[Any, ...]]:
-        """Run the query ``build`` makes for the watermark (None: every event visible is
-        rolled up), in the snapshot the watermark was read in."""
+        """Run the query ``build`` makes for a plan and the watermark (None: every event
+        visible is rolled up), in the snapshot the watermark was read in. A plan that reads
+        past the query's end holds only if no event lies there in that snapshot; else the
+        plan that stops at its last whole grain is read."""
         if plan is None:
-            sql, params = build(None)
+            sql, params = build(None, None)
             return cursor.execute(sql, params).fetchall()
         cursor.execute("BEGIN TRANSACTION")
         try:
-            rolled = RollupTables.watermark(cursor)
-            sql, params = build(rolled if rolled < self._seq_ceiling else None)
+            if plan.through is None:
+                rolled = RollupTables.watermark(cursor)
+            else:
+                rolled, later = one_row(
+                    cursor,
+                    "SELECT (SELECT max(rolled) FROM rollup_state), "
+                    "EXISTS (SELECT 1 FROM events WHERE kind = $1 AND ts >= $2)",
+                    [query.kind, plan.through],
+                )
+                if later:
+                    plan = self.plan(query, through_end=False)
+            sql, params = build(plan, rolled if rolled < self._seq_ceiling else None)
             return cursor.execute(sql, params).fetchall()
         finally:
             cursor.execute("COMMIT")
@@ -577,7 +598,8 @@ class DuckDBStore:
             if plan.end < last:
                 parts.append(raw.format(param(plan.end), param(last)))
             if rolled is not None:
-                parts.append(raw.format(param(plan.start), param(plan.end)) + f" AND seq > {param(rolled)}")
+                end = min(plan.end, last)  # a plan may read rollups past the end, never events
+                parts.append(raw.format(param(plan.start), param(end)) + f" AND seq > {param(rolled)}")
         where, filter_params = cls._filters(query, len(params) + 1)
         source = " UNION ALL ".join(part + where for part in parts)
         select = ", ".join(
@@ -651,7 +673,6 @@ class DuckDBStore:
         groups = [check_column(g) for g in base.group_by]
         # The fine rows name their sums after the metrics, for the items' terms.
         metrics = [check_column(m) for m in base.metrics]
-        plan = self.plan(base)
         keys = ", ".join([*groups, ""])
         # One pass over the fine rows, a line per item (a UNION ALL read them once per item).
         names = ", ".join(_literal(item.item) for item in query.items)
@@ -668,7 +689,7 @@ class DuckDBStore:
         ]
         select = ", ".join(["lines.b", *output])
 
-        def build(rolled: int | None) -> tuple[str, list[Any]]:
+        def build(plan: Plan | None, rolled: int | None) -> tuple[str, list[Any]]:
             # Only the rows some price row is for are summed (a join after the sums made
             # DuckDB sum every row first: 128 against 70 ms at 1M events).
             fine, params = self._sum_sql(base, groups, metrics, plan, rolled, ("incoming_prices", price_dims))
@@ -685,7 +706,7 @@ class DuckDBStore:
         cursor = self._cursor()
         cursor.register("incoming_prices", table)
         try:
-            rows = self._read(cursor, plan, build)
+            rows = self._read(cursor, base, self.plan(base), build)
         except duckdb.OutOfRangeException as exc:  # past DECIMAL(38,18)
             raise AmountsOutOfRange(str(exc)) from None
         finally:

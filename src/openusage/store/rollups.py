@@ -84,9 +84,13 @@ class Segment:
 @dataclass(frozen=True)
 class Plan:
     """Rollup segments that together cover ``[start, end)``, coarsest in the middle; raw
-    events answer the rest of the query's range."""
+    events answer the rest of the query's range.
+
+    ``through`` (the query's end) when the last segment reads whole grains past it: right
+    only while no event lies at or after it, which the read checks in its snapshot."""
 
     segments: tuple[Segment, ...]
+    through: int | None = None
 
     @property
     def start(self) -> int:
@@ -119,8 +123,10 @@ def _usable(query: Aggregation, rollups: tuple[Rollup, ...]) -> list[Rollup]:
     return [r for r in rollups if not query.width_seconds % r.grain and needed <= set(r.dimensions)]
 
 
-def _whole_grains(query: Aggregation, grain: int) -> tuple[int, int]:
-    return ceil_to(query.buckets[0][0], grain), floor_to(query.buckets[-1][1], grain)
+def _whole_grains(query: Aggregation, grain: int, through_end: bool = False) -> tuple[int, int]:
+    """The grains of the query's range; with ``through_end``, the grain its end falls in too."""
+    end = query.buckets[-1][1]
+    return ceil_to(query.buckets[0][0], grain), ceil_to(end, grain) if through_end else floor_to(end, grain)
 
 
 def covering(query: Aggregation, rollups: tuple[Rollup, ...]) -> list[Plan]:
@@ -134,7 +140,12 @@ def covering(query: Aggregation, rollups: tuple[Rollup, ...]) -> list[Plan]:
 
 
 def choose(
-    query: Aggregation, rollups: tuple[Rollup, ...], raw: Extent, extents: Mapping[str, Extent]
+    query: Aggregation,
+    rollups: tuple[Rollup, ...],
+    raw: Extent,
+    extents: Mapping[str, Extent],
+    *,
+    through_end: bool = False,
 ) -> Plan | None:
     """The cheapest way to read ``query``: None for raw events alone.
 
@@ -143,6 +154,10 @@ def choose(
     grains of the range; each finer one the whole grains of its own left at the edges;
     raw events the rest. So a 31-day query ending mid-afternoon reads 30 daily rows per
     group, the hours of today, and the minutes of this hour.
+
+    With ``through_end`` (no event lies at or after the query's end, as when it ends now),
+    the grain the end falls in holds only events before it: the same query reads 31 daily
+    rows per group (a page of users and keys at 100M events read up to a day of raw events).
     """
     levels: list[tuple[Rollup, float]] = []
     density = {r.table: extents.get(r.table, raw).density for r in rollups}
@@ -155,7 +170,7 @@ def choose(
     segments: list[Segment] = []
     inner: tuple[int, int] | None = None
     for rollup, _ in reversed(levels):
-        start, end = _whole_grains(query, rollup.grain)
+        start, end = _whole_grains(query, rollup.grain, through_end)
         if start >= end:
             continue
         if inner is None:
@@ -164,4 +179,9 @@ def choose(
             segments += [Segment(rollup, a, b) for a, b in ((start, inner[0]), (inner[1], end)) if a < b]
         inner = (start, end)
     saved = sum((raw.density - density[s.rollup.table]) * (s.end - s.start) for s in segments)
-    return Plan(tuple(segments)) if saved >= MIN_ROWS_SAVED else None
+    if saved < MIN_ROWS_SAVED:
+        return None
+    through = query.buckets[-1][1] if through_end and segments else None
+    if through is not None and max(s.end for s in segments) <= through:
+        through = None  # the end falls on a grain: nothing read past it
+    return Plan(tuple(segments), through)
