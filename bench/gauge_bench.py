@@ -52,13 +52,18 @@ def fill(store: DuckDBStore, stores: int, reports: int) -> None:
     )
 
 
-def timed(run: object, repeat: int) -> float:
+def durations(run: Callable[[], object], repeat: int) -> list[float]:
+    """The seconds each of ``repeat`` runs took."""
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        run()  # type: ignore[operator]
+        run()
         times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+    return times
+
+
+def timed(run: Callable[[], object], repeat: int) -> float:
+    return statistics.median(durations(run, repeat)) * 1000
 
 
 def rss_mib() -> float:
@@ -78,19 +83,15 @@ def concurrently(run: Callable[[], object], threads: int, repeat: int) -> tuple[
         while not done.wait(0.005):
             peak = max(peak, rss_mib())
 
-    def each() -> list[float]:
-        times = []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - started)
-        return times
-
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
         with ThreadPoolExecutor(threads) as pool:
-            times = [t for future in [pool.submit(each) for _ in range(threads)] for t in future.result()]
+            times = [
+                t
+                for future in [pool.submit(durations, run, repeat) for _ in range(threads)]
+                for t in future.result()
+            ]
     finally:
         done.set()
         sampler.join()

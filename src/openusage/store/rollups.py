@@ -181,7 +181,6 @@ def choose(
     saved = sum((raw.density - density[s.rollup.table]) * (s.end - s.start) for s in segments)
     if saved < MIN_ROWS_SAVED:
         return None
-    through = query.buckets[-1][1] if through_end and segments else None
-    if through is not None and max(s.end for s in segments) <= through:
-        through = None  # the end falls on a grain: nothing read past it
-    return Plan(tuple(segments), through)
+    end = query.buckets[-1][1]
+    past_end = max(s.end for s in segments) > end  # not when the end falls on a grain
+    return Plan(tuple(segments), end if past_end else None)
