@@ -205,6 +205,9 @@ class RawEvents:
         if store == "duckdb":
             self.duckdb = duckdb.connect(str(folder / "bench.duckdb"))
             self.duckdb.execute("CHECKPOINT")
+            # the rollups' file beside it, for the blocks in use
+            self.duckdb.execute(f"ATTACH '{folder / 'bench.duckdb.rollups'}' AS rollups")
+            self.duckdb.execute("CHECKPOINT rollups")
         else:
             import chdb
 
@@ -216,11 +219,11 @@ class RawEvents:
         return [tuple(row.values()) for row in self.chdb.query(sql, "ArrowTable").to_pylist()]
 
     def used_bytes(self) -> int | None:
-        """DuckDB: the file's blocks in use (the rest are free blocks it keeps for reuse)."""
+        """DuckDB: the files' blocks in use (the rest are free blocks it keeps for reuse)."""
         if self.duckdb is None:
             return None
-        ((used, size),) = self.rows("SELECT used_blocks, block_size FROM pragma_database_size()")
-        return int(used) * int(size)
+        ((used,),) = self.rows("SELECT sum(used_blocks * block_size) FROM pragma_database_size()")
+        return int(used)
 
     def disk_bytes(self) -> int:
         """The store's files: the DuckDB file and its log, or the chDB directory."""

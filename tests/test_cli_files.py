@@ -135,6 +135,7 @@ def test_every_command_uses_the_same_default_database(tmp_path: Path) -> None:
     assert listed.returncode == 0 and "admin" in listed.stdout
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith((".wal", "-wal", "-shm"))) == [
         "openusage.duckdb",
+        "openusage.duckdb.rollups",
         "openusage.keys.sqlite",
     ]
     assert (

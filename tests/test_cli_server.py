@@ -15,6 +15,7 @@ import pytest
 
 from openusage.catalogue import USAGE_ENDPOINTS
 from openusage.store import Aggregation
+from openusage.store.rollup_tables import rollups_path
 from openusage.store.rollups import ROLLUPS
 
 from .conftest import DAY, Server, start_server, stop_server
@@ -120,7 +121,7 @@ def test_rollups_show_and_rebuild_a_damaged_rollup(tmp_path: Path) -> None:
 
     rows = day_model_rows()
     assert rows > 0
-    con = duckdb.connect(str(db))
+    con = duckdb.connect(rollups_path(str(db)))
     con.execute("DELETE FROM rollup_completions_day_model")
     con.close()
     assert day_model_rows() == 0
@@ -200,13 +201,15 @@ def test_shrink_gives_free_blocks_back_and_keeps_every_answer(tmp_path: Path) ->
     ]
     answers = [store.aggregate(q) for q in queries]
     store.close()
-    before = db.stat().st_size
+    files = [db, Path(rollups_path(str(db)))]
+    before = sum(f.stat().st_size for f in files)
 
     shrunk = run_cli("shrink", "--db", str(db))
     assert shrunk.returncode == 0, shrunk.stderr
     assert re.match(rf"{re.escape(str(db))}: [\d.,]+ MiB -> [\d.,]+ MiB", shrunk.stdout)
-    assert db.stat().st_size < before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["shrink.duckdb"]  # nothing left behind
+    assert sum(f.stat().st_size for f in files) < before
+    # nothing left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shrink.duckdb", "shrink.duckdb.rollups"]
     store = DuckDBStore(db)
     try:
         assert [store.aggregate(q) for q in queries] == answers

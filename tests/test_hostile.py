@@ -104,7 +104,7 @@ def test_files_are_the_owners_alone_and_exposed_ones_are_warned_about(tmp_path: 
         try:
             assert running.ingest_ok([event("embeddings", 1_790_000_000, input_tokens=1)])["inserted"] == 1
             made = [p for p in tmp_path.iterdir() if p.name.startswith("usage.")]
-            assert {p.name for p in made} >= {"usage.duckdb", "usage.keys.sqlite"}
+            assert {p.name for p in made} >= {"usage.duckdb", "usage.duckdb.rollups", "usage.keys.sqlite"}
             for path in made:
                 assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
         finally:

@@ -333,7 +333,7 @@ def test_compaction_leaves_one_row_per_bucket_and_group(tmp_path: Path) -> None:
     assert store.aggregate(q) == before
     assert store.compact(force=True) == 0, "nothing new to compact"
     store.close()
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(rollup_tables.rollups_path(str(path)))
     assert_one_row_per_bucket_and_group(con, "images")
     (hour,) = con.execute("SELECT count(*) FROM rollup_images_hour").fetchone()  # type: ignore[misc]
     assert hour == 2  # two hours of one size and no model or project
@@ -371,7 +371,7 @@ def test_compaction_in_runs_of_days_leaves_one_row_per_bucket_and_group(
     assert store.compact(force=True) == len(ROLLUPS["images"])
     assert store.aggregate(q) == before
     store.close()
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(rollup_tables.rollups_path(str(path)))
     assert_one_row_per_bucket_and_group(con, "images")
     (images,) = con.execute("SELECT sum(images) FROM rollup_images_day").fetchone()  # type: ignore[misc]
     assert images == 2 * 3 * sum(d % 4 * 3 + 1 for d in days)
@@ -417,8 +417,8 @@ def test_the_rows_compaction_deletes_are_given_back_at_a_checkpoint(tmp_path: Pa
     try:
         assert store.compact(force=True) > 0
         cursor = store._cursor()
-        cursor.execute("CHECKPOINT")
-        table = "rollup_embeddings_minute"
+        cursor.execute(f"CHECKPOINT {rollup_tables.DATABASE}")
+        table = f"{rollup_tables.DATABASE}.rollup_embeddings_minute"
         ((stored,),) = cursor.execute(
             f"SELECT sum(count) FROM pragma_storage_info('{table}') "
             "WHERE column_id = 0 AND segment_type <> 'VALIDITY'"
@@ -513,7 +513,7 @@ def test_a_changed_or_damaged_rollup_is_rebuilt_from_raw_events(tmp_path: Path) 
     plan = next(p for p in covering(q, ROLLUPS["moderations"]) if p.segments[0].rollup.name == "day_model")
     store.close()
 
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(rollup_tables.rollups_path(str(path)))
     con.execute("DELETE FROM rollup_moderations_day_model")  # damaged: the rollup lost its rows
     con.execute("UPDATE rollup_definitions SET definition = 'old' WHERE name = 'rollup_moderations_hour'")
     con.execute("CREATE TABLE rollup_retired_shape (b BIGINT)")  # a rollup no longer defined
@@ -526,7 +526,7 @@ def test_a_changed_or_damaged_rollup_is_rebuilt_from_raw_events(tmp_path: Path) 
     store.rebuild_rollups()
     assert store.aggregate(q, using=plan) == [(DAY0, ("m",), (0, 50))]
     store.close()
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(rollup_tables.rollups_path(str(path)))
     tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert "rollup_retired_shape" not in tables
     con.close()
@@ -545,7 +545,7 @@ def test_a_rollup_made_again_on_opening_ends_compacted(tmp_path: Path) -> None:
     for first in range(0, count, 10_000):
         store.append(rows(events[first : first + 10_000]))
     store.close()
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(rollup_tables.rollups_path(str(path)))
     con.execute(
         "UPDATE rollup_definitions SET definition = 'old' WHERE name = 'rollup_moderations_day_model'"
     )
@@ -556,7 +556,7 @@ def test_a_rollup_made_again_on_opening_ends_compacted(tmp_path: Path) -> None:
     plan = next(p for p in covering(q, ROLLUPS["moderations"]) if p.segments[0].rollup.name == "day_model")
     assert store.aggregate(q, using=plan) == [(DAY0, ("m",), (0, count))]
     store.close()
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(rollup_tables.rollups_path(str(path)))
     assert con.execute("SELECT count(*) FROM rollup_moderations_day_model").fetchall() == [(1,)]
     con.close()
 

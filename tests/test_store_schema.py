@@ -10,6 +10,7 @@ import pytest
 from openusage.server.events import EventRules, parse_events
 from openusage.store import Aggregation, DuckDBStore
 from openusage.store.base import METRIC_COLUMNS, StoreUnavailable
+from openusage.store.rollup_tables import rollups_path
 from openusage.store.schema import events_table_sql
 
 NEW_IN_2 = ("api_source", "input_cache_write_30m_tokens", "input_cache_write_12h_tokens")
@@ -129,3 +130,56 @@ def test_a_version_2_database_loses_its_id_index_and_keeps_every_event(tmp_path:
     finally:
         store.close()
     assert not Path(str(path) + ".wal").exists() or Path(str(path) + ".wal").stat().st_size == 0
+
+
+def test_a_version_3_database_has_its_rollups_moved_to_their_own_file(tmp_path: Path) -> None:
+    """Version 3 kept the rollups in the events' file. Opened, they are moved to the
+    rollups' file as they are (not filled again from every event, which takes minutes at
+    100M events), and the events' file keeps the events alone."""
+    path = tmp_path / "v3.duckdb"
+    rollups = Path(rollups_path(str(path)))
+    store = DuckDBStore(path)
+    rows = parse_events(
+        [{"id": f"e{i}", "type": "embeddings", "timestamp": DAY0 + i, "input_tokens": 5} for i in range(10)],
+        EventRules(now=DAY0 + 86400),
+    )
+    store.append(rows)
+    store.close()
+    con = duckdb.connect(str(path))  # today's layout, then made to look like version 3
+    con.execute(f"ATTACH '{rollups}' AS old_rollups")
+    listed = con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'old_rollups'")
+    tables = [t for (t,) in listed.fetchall()]
+    con.execute("CREATE TABLE rollup_definitions (name VARCHAR PRIMARY KEY, definition VARCHAR)")
+    for table in tables:
+        if table == "rollup_definitions":
+            con.execute("INSERT INTO rollup_definitions SELECT * FROM old_rollups.rollup_definitions")
+        else:
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM old_rollups.{table}")
+    # A mark that only a moved table carries: a refill from the events would not.
+    con.execute("UPDATE rollup_embeddings_day_model SET input_tokens = input_tokens + 1000")
+    con.execute("UPDATE store_version SET version = 3")
+    con.execute("DETACH old_rollups")
+    con.close()
+    rollups.unlink()
+    Path(f"{rollups}.wal").unlink(missing_ok=True)
+
+    store = DuckDBStore(path)
+    try:
+        assert sums(store, "embeddings", ("input_tokens",)) == [((), (50,))]  # the raw events' sum
+        left = store._con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+        assert sorted(t for (t,) in left) == ["events", "store_version"]
+    finally:
+        store.close()
+    con = duckdb.connect(str(rollups))
+    try:
+        moved = con.execute("SELECT sum(input_tokens) FROM rollup_embeddings_day_model").fetchall()
+        assert moved == [(1050,)]
+    finally:
+        con.close()
+    con = duckdb.connect(str(path))
+    try:
+        assert con.execute("SELECT version FROM store_version").fetchall() == [(4,)]
+    finally:
+        con.close()

@@ -244,7 +244,8 @@ def url_problem(url: str, what: str) -> str | None:
 def exposed_files(settings: Settings) -> list[Path]:
     """The server's files that other local users may read: keys, secret and usage."""
     db = settings.db_path
-    candidates = [db, db.with_name(db.name + ".wal"), settings.resolved_keyring_path]
+    files = [db, db.with_name(db.name + ".rollups")]
+    candidates = [*files, *(f.with_name(f.name + ".wal") for f in files), settings.resolved_keyring_path]
     return [p for p in candidates if p.exists() and p.stat().st_mode & 0o077]
 
 

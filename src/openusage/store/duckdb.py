@@ -1,4 +1,5 @@
-"""The embedded store: one DuckDB file, one wide columnar table of raw events, and rollups.
+"""The embedded store: one DuckDB file, one wide columnar table of raw events, and rollups
+in a file of their own beside it (``rollup_tables``).
 
 Each event kind uses the columns its catalogue entry names; the others stay NULL, which a
 columnar file stores almost for free. Raw events are kept for idempotency and so that
@@ -13,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +44,7 @@ from .base import (
     past_64_bits,
 )
 from .duckdb_results import one_row
-from .rollup_tables import RollupTables
+from .rollup_tables import DATABASE, RollupTables, attach, qualified, rollups_path
 from .rollups import ROLLUPS, Extent, Plan, choose
 from .schema import prepare
 
@@ -164,6 +165,7 @@ class DuckDBStore:
         try:
             self._con = duckdb.connect(self._path, config=config)
             prepare(self._con, self._path)
+            attach(self._con, self._path)
         except duckdb.Error as exc:
             raise StoreUnavailable(_why(self._path, exc)) from exc
         self._write_lock = threading.Lock()
@@ -333,10 +335,12 @@ class DuckDBStore:
                     if self._rollups.due():
                         self.compact(cursor=cursor)
                 if quiet or self._wal_bytes() > CHECKPOINT_WAL_BYTES:
-                    # DuckDB refuses while a write is under way: a commit, or a rebuild of
-                    # the rollups asked for meanwhile (which logged a failure each time).
-                    with self._maintenance_lock, self._write_lock:
-                        cursor.execute("CHECKPOINT")
+                    # DuckDB refuses while a write is under way in the file: a rebuild of the
+                    # rollups asked for meanwhile (which logged a failure each time), a commit.
+                    with self._maintenance_lock:
+                        cursor.execute(f"CHECKPOINT {DATABASE}")
+                        with self._write_lock:
+                            cursor.execute("CHECKPOINT")
             except duckdb.OutOfMemoryException:  # what held the memory, for whoever sets limits
                 log.exception(
                     "rolling up events ran out of memory; DuckDB's memory by use: %s", self._memory()
@@ -359,10 +363,12 @@ class DuckDBStore:
         return ", ".join(f"{tag} {used / 2**20:.1f} ({spilled / 2**20:.1f})" for tag, used, spilled in rows)
 
     def _wal_bytes(self) -> int:
-        try:
-            return os.path.getsize(self._path + ".wal")
-        except OSError:
-            return 0
+        """The write-ahead logs' bytes: the events' and the rollups'."""
+        total = 0
+        for path in (self._path, rollups_path(self._path)):
+            with suppress(OSError):
+                total += os.path.getsize(path + ".wal")
+        return total
 
     def roll(self, *, cursor: duckdb.DuckDBPyConnection | None = None) -> int:
         """Fold the events committed since the last roll into the rollups; how many.
@@ -540,16 +546,12 @@ class DuckDBStore:
             return cursor.execute(sql, params).fetchall()
         cursor.execute("BEGIN TRANSACTION")
         try:
-            if plan.through is None:
-                rolled = RollupTables.watermark(cursor)
-            else:
-                rolled, later = one_row(
-                    cursor,
-                    "SELECT (SELECT max(rolled) FROM rollup_state), "
-                    "EXISTS (SELECT 1 FROM events WHERE kind = $1 AND ts >= $2)",
-                    [query.kind, plan.through],
-                )
-                if later:
+            # The watermark first: a transaction's snapshot of each file begins when it
+            # first reads there, so the events' snapshot then holds every event rolled up.
+            rolled = RollupTables.watermark(cursor)
+            if plan.through is not None:
+                later = "SELECT EXISTS (SELECT 1 FROM events WHERE kind = $1 AND ts >= $2)"
+                if one_row(cursor, later, [query.kind, plan.through]) == (True,):
                     plan = self.plan(query, through_end=False)
             sql, params = build(plan, rolled if rolled < self._seq_ceiling else None)
             return cursor.execute(sql, params).fetchall()
@@ -589,7 +591,7 @@ class DuckDBStore:
         else:
             # Each part costs DuckDB planning time, so empty ones are left out.
             parts = [
-                f"SELECT b AS t, {columns} FROM {seg.rollup.table} "
+                f"SELECT b AS t, {columns} FROM {qualified(seg.rollup)} "
                 f"WHERE b >= {param(seg.start)} AND b < {param(seg.end)}"
                 for seg in plan.segments
             ]

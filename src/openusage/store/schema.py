@@ -5,8 +5,9 @@ parts, and ``input_text_tokens`` as the rest of all input. Version 2 follows the
 definitions: each modality count is its uncached part (text also excludes cache writes),
 and cache writes are split by retention. Version 3 drops the unique index on ``id``: it
 stayed in memory and grew with every event, slowing ingestion as history grew; a retry is
-found by id among the events of its own timestamp instead. Older files are migrated when
-opened; a file from a newer openusage is refused.
+found by id among the events of its own timestamp instead. Version 4 keeps the rollups in
+a file of their own (``rollup_tables``), where they are moved from an older file. Older
+files are migrated when opened; a file from a newer openusage is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..catalogue import USAGE_ENDPOINTS
 from .base import DIMENSIONS, METRIC_COLUMNS, StoreUnavailable
 from .duckdb_results import one_row
 
-VERSION = 3
+VERSION = 4
 
 _SOURCED_KINDS = ", ".join(
     f"'{e.name}'" for e in USAGE_ENDPOINTS if any(d.name == "api_source" for d in e.dimensions)
