@@ -546,13 +546,12 @@ class DuckDBStore:
             return cursor.execute(sql, params).fetchall()
         cursor.execute("BEGIN TRANSACTION")
         try:
-            # The watermark first: a transaction's snapshot of each file begins when it
-            # first reads there, so the events' snapshot then holds every event rolled up.
             rolled = RollupTables.watermark(cursor)
-            if plan.through is not None:
-                later = "SELECT EXISTS (SELECT 1 FROM events WHERE kind = $1 AND ts >= $2)"
-                if one_row(cursor, later, [query.kind, plan.through]) == (True,):
-                    plan = self.plan(query, through_end=False)
+            # Raw events are read up to the end only, so only a rolled-up one can count
+            # past it; the rollups' file notes the latest of each kind beside their rows,
+            # in the same snapshot (the events' file has one of its own).
+            if plan.through is not None and RollupTables.rolled_from(cursor, query.kind, plan.through):
+                plan = self.plan(query, through_end=False)
             sql, params = build(plan, rolled if rolled < self._seq_ceiling else None)
             return cursor.execute(sql, params).fetchall()
         finally:

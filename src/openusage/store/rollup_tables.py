@@ -45,6 +45,8 @@ DAY = 86_400
 DATABASE = "openusage_rollups"
 STATE = f"{DATABASE}.rollup_state"
 DEFINITIONS = f"{DATABASE}.rollup_definitions"
+#: the latest time of an event rolled up, per kind
+LATEST = f"{DATABASE}.rollup_latest"
 
 
 def rollups_path(path: str) -> str:
@@ -116,6 +118,25 @@ class RollupTables:
         return int(rolled)
 
     @staticmethod
+    def rolled_from(cursor: duckdb.DuckDBPyConnection, kind: str, ts: int) -> bool:
+        """Whether an event of ``kind`` at or after ``ts`` is rolled up, in the cursor's
+        snapshot: only then do the rollups' rows count one past ``ts``."""
+        (found,) = one_row(
+            cursor, f"SELECT EXISTS (SELECT 1 FROM {LATEST} WHERE kind = $1 AND ts >= $2)", [kind, ts]
+        )
+        return bool(found)
+
+    @staticmethod
+    def _note_latest(cursor: duckdb.DuckDBPyConnection, kind: str, ts: int) -> None:
+        # Insert and delete, as the watermark: one row per kind, the latest.
+        cursor.execute(
+            f"INSERT INTO {LATEST} SELECT $1, $2 WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {LATEST} WHERE kind = $1 AND ts >= $2)",
+            [kind, ts],
+        )
+        cursor.execute(f"DELETE FROM {LATEST} WHERE kind = $1 AND ts < $2", [kind, ts])
+
+    @staticmethod
     def _set_watermark(cursor: duckdb.DuckDBPyConnection, rolled: int) -> None:
         # Insert and delete rather than update: in DuckDB 2.0 an UPDATE here left the
         # database unable to checkpoint ("other write transactions active").
@@ -130,10 +151,17 @@ class RollupTables:
             self._create_state(cursor)
             if one_row(cursor, f"SELECT count(*) FROM {STATE}") == (0,):
                 cursor.execute(f"INSERT INTO {STATE} VALUES (0)")
+            if "rollup_latest" not in _tables(cursor, DATABASE):  # new, or a file from before it
+                cursor.execute(f"CREATE TABLE {LATEST} (kind VARCHAR NOT NULL, ts BIGINT NOT NULL)")
+                cursor.execute(
+                    f"INSERT INTO {LATEST} SELECT kind, max(ts) FROM events WHERE seq <= $1 GROUP BY kind",
+                    [self.watermark(cursor)],
+                )
             stored = dict(cursor.execute(f"SELECT name, definition FROM {DEFINITIONS}").fetchall())
             existing = _tables(cursor, DATABASE)
             stale = [r for r in ALL_ROLLUPS if stored.get(r.table) != r.definition or r.table not in existing]
-            retired = existing - {"rollup_definitions", "rollup_state", *(r.table for r in ALL_ROLLUPS)}
+            kept = {"rollup_definitions", "rollup_state", "rollup_latest"}
+            retired = existing - {*kept, *(r.table for r in ALL_ROLLUPS)}
             for name in retired:
                 cursor.execute(f"DROP TABLE {DATABASE}.{name}")
                 cursor.execute(f"DELETE FROM {DEFINITIONS} WHERE name = ?", [name])
@@ -166,7 +194,7 @@ class RollupTables:
             if not _tables(cursor, DATABASE):
                 self._create_state(cursor)
                 for name in sorted(old):
-                    if name in ("rollup_definitions", "rollup_state"):
+                    if name in ("rollup_definitions", "rollup_state", "rollup_latest"):
                         cursor.execute(f"INSERT INTO {DATABASE}.{name} SELECT * FROM {name}")
                     else:
                         cursor.execute(f"CREATE TABLE {DATABASE}.{name} AS SELECT * FROM {name}")
@@ -190,6 +218,8 @@ class RollupTables:
             for rollup in ALL_ROLLUPS:
                 cursor.execute(f"DELETE FROM {qualified(rollup)}")
                 _fill(cursor, rollup, 0, last)
+            cursor.execute(f"DELETE FROM {LATEST}")
+            cursor.execute(f"INSERT INTO {LATEST} SELECT kind, max(ts) FROM events GROUP BY kind")
             self._set_watermark(cursor, last)
             cursor.execute("COMMIT")
         except BaseException:
@@ -236,11 +266,16 @@ class RollupTables:
                 cursor.execute("COMMIT")
                 return 0
             days: dict[str, list[int]] = {}
-            for kind, day in cursor.execute(
-                f"SELECT DISTINCT kind, ts - ts % {DAY} FROM events WHERE seq > $1 AND seq <= $2",
+            latest: dict[str, int] = {}
+            for kind, day, last in cursor.execute(
+                f"SELECT kind, ts - ts % {DAY}, max(ts) FROM events "
+                "WHERE seq > $1 AND seq <= $2 GROUP BY 1, 2",
                 [rolled, upto],
             ).fetchall():
                 days.setdefault(kind, []).append(int(day))
+                latest[kind] = max(latest.get(kind, last), last)
+            for kind, ts in latest.items():
+                self._note_latest(cursor, kind, ts)
             for kind, touched in days.items():
                 for rollup in ROLLUPS.get(kind, ()):
                     added.append((rollup.table, _fill(cursor, rollup, rolled, upto), touched))
