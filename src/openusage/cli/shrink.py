@@ -12,11 +12,11 @@ from .common import DB_OPTION, existing_database
 @click.command()
 @DB_OPTION
 def shrink(db_path: Path | None) -> None:
-    """Give the database file's free blocks back to the disk (while no server holds it).
+    """Give the database's free blocks back to the disk (while no server holds it).
 
-    DuckDB reuses the blocks that compaction and checkpoints free, but never makes its file
-    smaller; this rewrites the file with the blocks in use only. It needs room for the new
-    file beside the old one until it is done.
+    DuckDB reuses the blocks that compaction and checkpoints free, but never makes its files
+    smaller; this rewrites the database's file and its rollups' (FILE.rollups) with the
+    blocks in use only. It needs room for a new file beside the old one until it is done.
     """
     from ..store import StoreUnavailable
     from ..store.shrink import shrink as shrink_file

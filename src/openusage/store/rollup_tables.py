@@ -3,7 +3,7 @@
 Ingestion only appends raw events, so a commit pays for no rollup. The rollups' file
 (``<events file>.rollups``, attached to the events' database) has its own write-ahead log
 and commits: the roller's and compaction's large commits never hold up ingestion's (2M
-events over HTTP: 48k -> 68k events/s, docs/performance.md). Rollups are derived data:
+events over HTTP: 48k -> 66k events/s, docs/performance.md). Rollups are derived data:
 a file without them gets them filled from the raw events. A background roller
 folds the events past the *watermark* (the last event sequence number rolled up) into
 every rollup and moves the watermark, in one transaction; a query reads the rollup and
@@ -194,7 +194,7 @@ class RollupTables:
             if not _tables(cursor, DATABASE):
                 self._create_state(cursor)
                 for name in sorted(old):
-                    if name in ("rollup_definitions", "rollup_state", "rollup_latest"):
+                    if name in ("rollup_definitions", "rollup_state"):
                         cursor.execute(f"INSERT INTO {DATABASE}.{name} SELECT * FROM {name}")
                     else:
                         cursor.execute(f"CREATE TABLE {DATABASE}.{name} AS SELECT * FROM {name}")
