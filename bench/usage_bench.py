@@ -226,7 +226,7 @@ class RawEvents:
         return int(used)
 
     def disk_bytes(self) -> int:
-        """The store's files: the DuckDB file and its log, or the chDB directory."""
+        """The store's files: the DuckDB files (events and rollups) and their logs, or the chDB directory."""
         others = {"server.log", "bench.keys.sqlite"}
         return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file() and p.name not in others)
 

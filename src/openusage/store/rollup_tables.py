@@ -151,14 +151,14 @@ class RollupTables:
             self._create_state(cursor)
             if one_row(cursor, f"SELECT count(*) FROM {STATE}") == (0,):
                 cursor.execute(f"INSERT INTO {STATE} VALUES (0)")
-            if "rollup_latest" not in _tables(cursor, DATABASE):  # new, or a file from before it
+            existing = _tables(cursor, DATABASE)
+            if "rollup_latest" not in existing:  # new, or a file from before it
                 cursor.execute(f"CREATE TABLE {LATEST} (kind VARCHAR NOT NULL, ts BIGINT NOT NULL)")
                 cursor.execute(
                     f"INSERT INTO {LATEST} SELECT kind, max(ts) FROM events WHERE seq <= $1 GROUP BY kind",
                     [self.watermark(cursor)],
                 )
             stored = dict(cursor.execute(f"SELECT name, definition FROM {DEFINITIONS}").fetchall())
-            existing = _tables(cursor, DATABASE)
             stale = [r for r in ALL_ROLLUPS if stored.get(r.table) != r.definition or r.table not in existing]
             kept = {"rollup_definitions", "rollup_state", "rollup_latest"}
             retired = existing - {*kept, *(r.table for r in ALL_ROLLUPS)}
@@ -191,15 +191,15 @@ class RollupTables:
             return
         cursor.execute("BEGIN TRANSACTION")
         try:
-            if not _tables(cursor, DATABASE):
+            if not _tables(cursor, DATABASE):  # else the copy was made before a crash
                 self._create_state(cursor)
                 for name in sorted(old):
                     if name in ("rollup_definitions", "rollup_state"):
                         cursor.execute(f"INSERT INTO {DATABASE}.{name} SELECT * FROM {name}")
                     else:
                         cursor.execute(f"CREATE TABLE {DATABASE}.{name} AS SELECT * FROM {name}")
-            cursor.execute("COMMIT")
-            cursor.execute("BEGIN TRANSACTION")
+                cursor.execute("COMMIT")
+                cursor.execute("BEGIN TRANSACTION")
             for name in old:
                 cursor.execute(f"DROP TABLE {name}")
             cursor.execute("COMMIT")
@@ -310,19 +310,17 @@ class RollupTables:
         makes sure no roll runs meanwhile.
         """
         with self._lock:
-            wanted = any(n and (force or self._is_due(t)) for t, n in self._pending.items())
+            wanted = [r for r in ALL_ROLLUPS if self._pending[r.table] and (force or self._is_due(r.table))]
         if wanted:
             # Rows deleted before they were ever checkpointed stay in the file at later
             # checkpoints (154,240 rows stored for 100,000 live in a test): the rolled-up
             # rows are written out first.
             cursor.execute(f"CHECKPOINT {DATABASE}")
         done = 0
-        for rollup in ALL_ROLLUPS:
+        for rollup in wanted:
             table = rollup.table
             with self._lock:
                 pending, days = self._pending[table], sorted(self._touched[table])
-                if not pending or not (force or self._is_due(table)):
-                    continue
                 self._pending[table] = 0
                 self._touched[table].clear()
             spans = self._spans(cursor, rollup, days)
