@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from .base import (
@@ -44,6 +45,7 @@ from .base import (
     past_64_bits,
 )
 from .duckdb_results import one_row
+from .recent_keys import HOUR, RecentKeys, floor_for
 from .rollup_tables import DATABASE, RollupTables, attach, qualified, rollups_path
 from .rollups import ROLLUPS, Extent, Plan, choose
 from .schema import prepare
@@ -78,6 +80,9 @@ CHECKPOINT_WAL_BYTES = 64 * 2**20
 #: ingesting 2M events, 42 after a checkpoint, 39 before them)
 QUIET_SECONDS = 2.0
 QUIET_CHECKPOINT_WAL_BYTES = 2**20
+#: how many stored events' keys are held in memory (8 bytes each), newest first, so that a
+#: commit reads the table only for keys older than these or possibly stored (``recent_keys``)
+RECENT_KEYS = 4_000_000
 #: what DuckDB may hold in memory unless told otherwise (its own default, 80% of RAM, let
 #: its cache grow with the file: 1.7 GiB at 30M events). 10M events and the query mix ran
 #: under it at full speed, the server's peak 746 MiB (docs/performance.md).
@@ -93,8 +98,9 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def rows_table(rows: Sequence[Row], first_seq: int) -> pa.Table:
-    """Rows as an Arrow table, which DuckDB reads column by column without a Python loop."""
+def rows_table(rows: Sequence[Row], first_seq: int | None = None) -> pa.Table:
+    """Rows as an Arrow table, which DuckDB reads column by column without a Python loop;
+    numbered from ``first_seq`` if given."""
     columns = zip(*rows, strict=True)
     table = pa.table(
         {
@@ -102,6 +108,8 @@ def rows_table(rows: Sequence[Row], first_seq: int) -> pa.Table:
             for name, values in zip(COLUMNS, columns, strict=True)
         }
     )
+    if first_seq is None:
+        return table
     return table.append_column("seq", pa.array(range(first_seq, first_seq + len(rows)), type=pa.int64()))
 
 
@@ -154,7 +162,9 @@ def _why(path: str, exc: Exception) -> str:
 class DuckDBStore:
     """Events in one DuckDB file; safe to share between threads."""
 
-    def __init__(self, path: Path | str, *, memory_limit: str | None = None) -> None:
+    def __init__(
+        self, path: Path | str, *, memory_limit: str | None = None, recent_keys: int = RECENT_KEYS
+    ) -> None:
         self._path = str(path)
         config: dict[str, str | bool | int | float | list[str]] = {
             "checkpoint_threshold": f"{CHECKPOINT_WAL_BYTES // 2**20}MiB"
@@ -179,6 +189,8 @@ class DuckDBStore:
                 "SELECT kind, count(*), min(ts), max(ts) FROM events GROUP BY kind"
             ).fetchall()
         }
+        self._recent = RecentKeys(recent_keys)
+        self._fill_recent()
         self._rollups = RollupTables()
         try:
             self._rollups.open(self._con)
@@ -209,6 +221,17 @@ class DuckDBStore:
             "AND list_contains($3::BIGINT[], ts) AND list_contains($4::VARCHAR[], id)"
         )
 
+    def _fill_recent(self) -> None:
+        """The keys of the newest stored events, as many as the set holds."""
+        counts = self._con.execute(
+            f"SELECT ts // {HOUR} AS hour, count(*) FROM events GROUP BY hour ORDER BY hour DESC"
+        ).fetchall()
+        floor = floor_for(counts, self._recent.capacity)
+        newest = self._con.execute(
+            "SELECT hash(id, ts) AS h, ts FROM events WHERE ts >= $1", [max(floor, 0) * HOUR]
+        ).fetchnumpy()
+        self._recent.fill(floor, newest["h"], newest["ts"])
+
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
@@ -222,48 +245,64 @@ class DuckDBStore:
         """Several batches in one transaction and one insert: one disk sync for all (group
         commit). An event whose id and timestamp were stored before, or earlier in these
         batches, counts as a duplicate."""
+        rows = [row for batch in batches for row in batch]
+        self._check_room(len(rows))
+        table = rows_table(rows)
         results = []
-        fresh: list[Row] = []
         kinds: dict[str, list[int]] = {}
-        self._check_room(sum(len(rows) for rows in batches))
         with self._write_lock:
             cursor = self._cursor()
+            cursor.register("incoming", table)
             cursor.execute("BEGIN TRANSACTION")
             try:
-                keys = {(row[0], row[2]) for rows in batches for row in rows}
-                stamps = [ts for _, ts in keys]
-                ids = list({event_id for event_id, _ in keys})
-                known = [min(stamps), max(stamps), stamps, ids]
-                few = len(keys) <= FEW_EVENTS and known[1] - known[0] <= FEW_EVENTS_SECONDS
-                seen = set(cursor.execute(self._known_few_sql if few else self._known_sql, known).fetchall())
-                for rows in batches:
+                hashes = cursor.execute("SELECT hash(id, ts) AS h FROM incoming").fetchnumpy()["h"]
+                stamps = table["ts"].to_numpy()
+                unsure = self._recent.unsure(hashes, stamps)
+                seen = self._stored(cursor, {(rows[i][0], rows[i][2]) for i in np.flatnonzero(unsure)})
+                fresh = np.zeros(len(rows), dtype=np.bool_)
+                place = 0
+                for batch in batches:
                     inserted = 0
-                    for row in rows:
+                    for row in batch:
                         if (row[0], row[2]) not in seen:
                             seen.add((row[0], row[2]))
-                            fresh.append(row)
+                            fresh[place] = True
                             kinds.setdefault(row[1], []).append(row[2])
                             inserted += 1
-                    results.append(AppendResult(inserted=inserted, duplicates=len(rows) - inserted))
-                if fresh:
+                        place += 1
+                    results.append(AppendResult(inserted=inserted, duplicates=len(batch) - inserted))
+                count = int(fresh.sum())
+                if count:
                     # Before the commit makes them visible: no reader sees a higher number.
-                    self._seq_ceiling = self._next_seq + len(fresh) - 1
-                    cursor.register("incoming", rows_table(fresh, self._next_seq))
-                    try:
-                        cursor.execute(self._insert_sql)
-                    finally:
-                        cursor.unregister("incoming")
+                    self._seq_ceiling = self._next_seq + count - 1
+                    cursor.unregister("incoming")
+                    seqs = pa.array(range(self._next_seq, self._next_seq + count), type=pa.int64())
+                    cursor.register("incoming", table.filter(fresh).append_column("seq", seqs))
+                    cursor.execute(self._insert_sql)
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
-            self._next_seq += len(fresh)
-            for kind, stamps in kinds.items():
-                n, lo, hi = self._spans.get(kind, [0, min(stamps), max(stamps)])
-                self._spans[kind] = [n + len(stamps), min(lo, *stamps), max(hi, *stamps)]
-        if fresh:
+            finally:
+                cursor.unregister("incoming")
+            self._recent.add(hashes[fresh], stamps[fresh])
+            self._next_seq += count
+            for kind, kind_stamps in kinds.items():
+                n, lo, hi = self._spans.get(kind, [0, min(kind_stamps), max(kind_stamps)])
+                self._spans[kind] = [n + len(kind_stamps), min(lo, *kind_stamps), max(hi, *kind_stamps)]
+        if count:
             self._roll_due.set()
         return results
+
+    def _stored(self, cursor: duckdb.DuckDBPyConnection, keys: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which of these (id, timestamp) keys the table holds."""
+        if not keys:
+            return set()
+        stamps = [ts for _, ts in keys]
+        first, last = min(stamps), max(stamps)
+        few = len(keys) <= FEW_EVENTS and last - first <= FEW_EVENTS_SECONDS
+        known = [first, last, stamps, list({event_id for event_id, _ in keys})]
+        return set(cursor.execute(self._known_few_sql if few else self._known_sql, known).fetchall())
 
     def free_bytes(self) -> int:
         """Room left on the database's disk, for this process."""

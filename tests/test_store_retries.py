@@ -1,0 +1,156 @@
+"""Exactly-once counting with the newest keys held in memory: a retry is found whether its
+key is held, older than those held, or stored before the store was reopened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from openusage.server.events import EventRules, parse_events
+from openusage.store import DuckDBStore
+from openusage.store.recent_keys import HOUR, MAX_RUNS, NO_FLOOR, RecentKeys, floor_for
+
+DAY0 = 1_700_006_400
+
+
+def rows(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return parse_events(events, EventRules(now=DAY0 + 400 * 86400))
+
+
+def hourly(hour: int, count: int, prefix: str = "e") -> list[tuple[Any, ...]]:
+    """``count`` embeddings events in hour ``hour`` after DAY0."""
+    return rows(
+        [
+            {"id": f"{prefix}-{hour}-{i}", "type": "embeddings", "timestamp": DAY0 + hour * HOUR + i,
+             "input_tokens": 1}
+            for i in range(count)
+        ]
+    )  # fmt: skip
+
+
+def stored_tokens(store: DuckDBStore) -> int:
+    [(total,)] = store._con.cursor().execute("SELECT sum(input_tokens) FROM events").fetchall()
+    return int(total or 0)
+
+
+def test_a_retry_after_reopening_counts_once(tmp_path: Path) -> None:
+    """The held keys are read back from the file when it opens."""
+    path = tmp_path / "store.duckdb"
+    batch = hourly(0, 50)
+    with_store = DuckDBStore(path)
+    assert with_store.append(batch).inserted == 50
+    with_store.close()
+    store = DuckDBStore(path)
+    try:
+        assert store.append(batch).duplicates == 50
+        assert store.append([*batch[:10], *hourly(1, 5)]).inserted == 5
+        assert stored_tokens(store) == 55
+    finally:
+        store.close()
+
+
+def test_a_retry_older_than_the_keys_held_counts_once(tmp_path: Path) -> None:
+    """With room for 100 keys, the first hours' keys are dropped as later hours arrive: their
+    retries are found in the table, before and after reopening."""
+    path = tmp_path / "store.duckdb"
+    store = DuckDBStore(path, recent_keys=100)
+    try:
+        first = hourly(0, 60)
+        assert store.append(first).inserted == 60
+        for hour in range(1, 6):
+            assert store.append(hourly(hour, 60)).inserted == 60
+        assert store._recent.floor_hour > (DAY0 // HOUR)  # the first hour is no longer held
+        assert store.append(first).duplicates == 60
+        assert store.append(hourly(5, 60)).duplicates == 60  # held
+    finally:
+        store.close()
+    store = DuckDBStore(path, recent_keys=100)
+    try:
+        assert store._recent.size <= 100
+        for hour in range(6):
+            assert store.append(hourly(hour, 60)).duplicates == 60
+        assert stored_tokens(store) == 360
+    finally:
+        store.close()
+
+
+def test_an_id_with_another_timestamp_or_a_timestamp_with_another_id_is_new(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "store.duckdb")
+    try:
+        original = hourly(0, 20)
+        store.append(original)
+        moved = hourly(2, 20)  # the same places in another hour, other ids
+        renamed = hourly(0, 20, prefix="other")  # the same timestamps, other ids
+        assert store.append(moved).inserted == 20
+        assert store.append(renamed).inserted == 20
+        same_ids_later = rows(
+            [
+                {"id": f"e-0-{i}", "type": "embeddings", "timestamp": DAY0 + 7 * HOUR + i, "input_tokens": 1}
+                for i in range(20)
+            ]
+        )
+        assert store.append(same_ids_later).inserted == 20
+        assert stored_tokens(store) == 80
+    finally:
+        store.close()
+
+
+def test_a_held_hash_is_only_a_hint_the_table_settles(tmp_path: Path) -> None:
+    """Two keys may share a 64-bit hash: a new event whose hash is held (as if another
+    key's) is still stored, since only the table says what is stored."""
+    store = DuckDBStore(tmp_path / "store.duckdb")
+    try:
+        (new,) = hourly(3, 1)
+        [(shared,)] = duckdb.execute("SELECT hash($1::VARCHAR, $2::BIGINT)", [new[0], new[2]]).fetchall()
+        store._recent.add(np.array([shared], dtype=np.uint64), np.array([new[2]], dtype=np.int64))
+        assert store.append([new]).inserted == 1
+        assert store.append([new]).duplicates == 1
+        assert stored_tokens(store) == 1
+    finally:
+        store.close()
+
+
+def stamps_of(hours: list[int]) -> np.ndarray:
+    return np.array([h * HOUR + 5 for h in hours], dtype=np.int64)
+
+
+def test_the_held_keys_answer_for_every_key_they_hold() -> None:
+    held = RecentKeys(capacity=1_000)
+    hashes = np.arange(1, 401, dtype=np.uint64) * np.uint64(2**40 + 7)
+    hours = [100 + i % 4 for i in range(400)]
+    # One run per addition, more than are kept apart in an hour: merged ones must keep all.
+    for i in range(0, 400, 5):
+        held.add(hashes[i : i + 5], stamps_of(hours[i : i + 5]))
+    assert held.size == 400
+    assert all(len(runs) <= MAX_RUNS for runs in held._hours.values())
+    assert held.unsure(hashes, stamps_of(hours)).all()
+    others = hashes + np.uint64(1)
+    assert not held.unsure(others, stamps_of(hours)).any()
+    # The same hash in another hour is another key.
+    assert not held.unsure(hashes[:4], stamps_of([200, 200, 200, 200])).any()
+
+
+def test_over_capacity_the_oldest_hours_go_and_keys_before_them_are_unsure() -> None:
+    held = RecentKeys(capacity=10)
+    held.add(np.arange(1, 7, dtype=np.uint64), stamps_of([10] * 6))
+    assert held.floor_hour == NO_FLOOR
+    held.add(np.arange(7, 13, dtype=np.uint64), stamps_of([11] * 6))
+    assert (held.floor_hour, held.size) == (11, 6)
+    # Not held, but before the floor: it may be stored, so the table is asked.
+    assert held.unsure(np.array([99], dtype=np.uint64), stamps_of([10])).all()
+    assert not held.unsure(np.array([99], dtype=np.uint64), stamps_of([11])).any()
+    # Keys for hours before the floor are not noted: the set holds only complete hours.
+    held.add(np.array([5], dtype=np.uint64), stamps_of([3]))
+    assert held.size == 6
+
+
+def test_the_floor_keeps_the_newest_hours_that_fit() -> None:
+    newest_first = [(30, 4), (29, 3), (27, 3), (20, 5)]
+    assert floor_for(newest_first, 100) == NO_FLOOR
+    assert floor_for(newest_first, 10) == 27
+    assert floor_for(newest_first, 9) == 29
+    assert floor_for(newest_first, 3) == 31
+    assert floor_for([], 0) == NO_FLOOR
