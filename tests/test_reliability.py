@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -145,19 +146,37 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path) -> None:
     ]
     body = json.dumps({"events": big}).encode()
     result: dict[str, Any] = {}
+    half_sent, shutting_down = threading.Event(), threading.Event()
+
+    def halves() -> Iterator[bytes]:
+        """The body in two halves, the second once the server is shutting down: the
+        request is surely in flight when the signal comes, however fast it is answered."""
+        yield body[: len(body) // 2]
+        half_sent.set()
+        shutting_down.wait(30)
+        yield body[len(body) // 2 :]
 
     def send() -> None:
         result["response"] = httpx.post(
             f"{running.api}/organization/usage/events",
-            content=body,
-            headers={"Authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"},
+            content=halves(),
+            headers={
+                "Authorization": f"Bearer {ADMIN_KEY}",
+                "content-type": "application/json",
+                "content-length": str(len(body)),
+            },
             timeout=60,
         )
 
     sender = threading.Thread(target=send)
     sender.start()
-    time.sleep(0.15)  # the request is being read or processed
+    assert half_sent.wait(30)
+    time.sleep(0.05)  # the first half reaches the server
     running.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while "Shutting down" not in running.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    shutting_down.set()
     sender.join()
     # Uvicorn ends with the signal it was given, after a graceful shutdown.
     assert running.process.wait(timeout=30) in (0, -signal.SIGTERM)
