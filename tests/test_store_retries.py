@@ -8,10 +8,12 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pytest
 
 from openusage.server.events import EventRules, parse_events
 from openusage.store import DuckDBStore
-from openusage.store.recent_keys import HOUR, MAX_RUNS, NO_FLOOR, RecentKeys, floor_for
+from openusage.store import duckdb as duckdb_store
+from openusage.store.recent_keys import HOUR, MAX_RUNS, NO_FLOOR, RecentKeys, floor_for, hour_ranges
 
 DAY0 = 1_700_006_400
 
@@ -52,27 +54,32 @@ def test_a_retry_after_reopening_counts_once(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_retry_older_than_the_keys_held_counts_once(tmp_path: Path) -> None:
+def test_a_retry_older_than_the_keys_held_counts_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With room for 100 keys, the first hours' keys are dropped as later hours arrive: their
-    retries are found in the table, before and after reopening."""
+    retries are found in the table, before and after reopening (the held keys read back
+    in two queries)."""
+    monkeypatch.setattr(duckdb_store, "FILL_KEYS", 50)
     path = tmp_path / "store.duckdb"
     store = DuckDBStore(path, recent_keys=100)
     try:
-        first = hourly(0, 60)
-        assert store.append(first).inserted == 60
+        first = hourly(0, 30)
+        assert store.append(first).inserted == 30
         for hour in range(1, 6):
-            assert store.append(hourly(hour, 60)).inserted == 60
-        assert store._recent.floor_hour > (DAY0 // HOUR)  # the first hour is no longer held
-        assert store.append(first).duplicates == 60
-        assert store.append(hourly(5, 60)).duplicates == 60  # held
+            assert store.append(hourly(hour, 30)).inserted == 30
+        assert store._recent.floor_hour == DAY0 // HOUR + 3  # hours 3, 4 and 5 held
+        assert store.append(first).duplicates == 30
+        assert store.append(hourly(5, 30)).duplicates == 30  # held
     finally:
         store.close()
     store = DuckDBStore(path, recent_keys=100)
     try:
-        assert store._recent.size <= 100
+        assert (store._recent.floor_hour, store._recent.size) == (DAY0 // HOUR + 3, 90)
         for hour in range(6):
-            assert store.append(hourly(hour, 60)).duplicates == 60
-        assert stored_tokens(store) == 360
+            assert store.append(hourly(hour, 30)).duplicates == 30
+        assert store.append(hourly(6, 30)).inserted == 30
+        assert stored_tokens(store) == 210
     finally:
         store.close()
 
@@ -154,3 +161,11 @@ def test_the_floor_keeps_the_newest_hours_that_fit() -> None:
     assert floor_for(newest_first, 9) == 29
     assert floor_for(newest_first, 3) == 31
     assert floor_for([], 0) == NO_FLOOR
+
+
+def test_keys_are_read_back_in_ranges_of_hours() -> None:
+    oldest_first = [(20, 5), (27, 3), (29, 3), (30, 4)]
+    assert hour_ranges(oldest_first, 100) == [(20, 31)]
+    assert hour_ranges(oldest_first, 6) == [(20, 27), (27, 30), (30, 31)]
+    assert hour_ranges(oldest_first, 2) == [(20, 27), (27, 29), (29, 30), (30, 31)]
+    assert hour_ranges([], 10) == []

@@ -41,12 +41,12 @@ class RecentKeys:
         self.size = 0
         self._hours: dict[int, list[Hashes]] = {}
 
-    def fill(self, floor_hour: int, hashes: Hashes, stamps: Stamps) -> None:
-        """Start from the hashes of every stored event from ``floor_hour`` on."""
+    def fill(self, floor_hour: int) -> None:
+        """Start again, empty, from ``floor_hour``: the caller adds every stored event's key
+        from there on."""
         self._hours.clear()
         self.size = 0
         self.floor_hour = floor_hour
-        self.add(hashes, stamps)
 
     def unsure(self, hashes: Hashes, stamps: Stamps) -> npt.NDArray[np.bool_]:
         """Which keys may be stored: before the floor, or with a hash the set holds."""
@@ -95,3 +95,20 @@ def floor_for(hour_counts: list[tuple[int, int]], capacity: int) -> int:
             return hour + 1 if floor == NO_FLOOR else floor
         floor = hour
     return NO_FLOOR
+
+
+def hour_ranges(hour_counts: list[tuple[int, int]], most: int) -> list[tuple[int, int]]:
+    """Hours ``[first, end)`` covering ``hour_counts`` ((hour, events), oldest first), each
+    range holding at most ``most`` events unless one hour alone holds more."""
+    ranges: list[tuple[int, int]] = []
+    first, held = None, 0
+    for hour, events in hour_counts:
+        if first is not None and held + events > most:
+            ranges.append((first, hour))
+            first, held = None, 0
+        if first is None:
+            first = hour
+        held += events
+    if first is not None:
+        ranges.append((first, hour_counts[-1][0] + 1))
+    return ranges
