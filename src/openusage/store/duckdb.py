@@ -258,7 +258,8 @@ class DuckDBStore:
         kinds: dict[str, list[int]] = {}
         with self._write_lock:
             cursor = self._cursor()
-            cursor.register("incoming", table)
+            # Numbered as if every row were new, as most are: then registered only once.
+            cursor.register("incoming", table.append_column("seq", self._seqs(len(rows))))
             cursor.execute("BEGIN TRANSACTION")
             try:
                 hashes = cursor.execute("SELECT hash(id, ts) AS h FROM incoming").fetchnumpy()["h"]
@@ -281,9 +282,11 @@ class DuckDBStore:
                 if count:
                     # Before the commit makes them visible: no reader sees a higher number.
                     self._seq_ceiling = self._next_seq + count - 1
-                    cursor.unregister("incoming")
-                    seqs = pa.array(range(self._next_seq, self._next_seq + count), type=pa.int64())
-                    cursor.register("incoming", table.filter(fresh).append_column("seq", seqs))
+                    if count < len(rows):
+                        cursor.unregister("incoming")
+                        cursor.register(
+                            "incoming", table.filter(fresh).append_column("seq", self._seqs(count))
+                        )
                     cursor.execute(self._insert_sql)
                 cursor.execute("COMMIT")
             except BaseException:
@@ -299,6 +302,10 @@ class DuckDBStore:
         if count:
             self._roll_due.set()
         return results
+
+    def _seqs(self, count: int) -> pa.Array:
+        """The numbers of the next ``count`` events stored."""
+        return pa.array(range(self._next_seq, self._next_seq + count), type=pa.int64())
 
     def _stored(self, cursor: duckdb.DuckDBPyConnection, keys: set[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which of these (id, timestamp) keys the table holds."""
