@@ -41,7 +41,7 @@ from .base import (
 )
 from .clickhouse_connections import Connection
 from .clickhouse_rollups import ALL_ROLLUPS, DEDUP_WINDOW, dimension_type, prepare_rollups, rebuild_rollups
-from .duckdb import price_table, rows_table
+from .duckdb import numbered, price_table, rows_table
 from .rollups import ROLLUPS, Extent, Plan, choose
 
 VERSION = 3
@@ -230,7 +230,7 @@ class ClickHouseStore:
         token, and ClickHouse drops its insert (and what the views would add) as a repeat."""
         keys = sorted(f"{row[0]}\0{row[2]}" for row in fresh)
         token = hashlib.sha256("\n".join(keys).encode()).hexdigest()
-        table = rows_table(fresh, self._next_seq)
+        table = numbered(rows_table(fresh), self._next_seq)
         # The rollups' views fill their tables in this same insert.
         self._con.insert("events", table.select(["seq", *COLUMNS]), token)
 

@@ -101,19 +101,21 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def rows_table(rows: Sequence[Row], first_seq: int | None = None) -> pa.Table:
-    """Rows as an Arrow table, which DuckDB reads column by column without a Python loop;
-    numbered from ``first_seq`` if given."""
+def rows_table(rows: Sequence[Row]) -> pa.Table:
+    """Rows as an Arrow table, which DuckDB reads column by column without a Python loop."""
     columns = zip(*rows, strict=True)
-    table = pa.table(
+    return pa.table(
         {
             name: pa.array(values, type=ARROW_TYPES[name])
             for name, values in zip(COLUMNS, columns, strict=True)
         }
     )
-    if first_seq is None:
-        return table
-    return table.append_column("seq", pa.array(range(first_seq, first_seq + len(rows)), type=pa.int64()))
+
+
+def numbered(table: pa.Table, first_seq: int) -> pa.Table:
+    """The table with its rows' sequence numbers, from ``first_seq`` on."""
+    seqs = pa.array(range(first_seq, first_seq + table.num_rows), type=pa.int64())
+    return table.append_column("seq", seqs)
 
 
 def price_table(query: PricedAggregation) -> pa.Table:
@@ -192,8 +194,7 @@ class DuckDBStore:
                 "SELECT kind, count(*), min(ts), max(ts) FROM events GROUP BY kind"
             ).fetchall()
         }
-        self._recent = RecentKeys(recent_keys)
-        self._fill_recent()
+        self._recent = self._held_keys(recent_keys)
         self._rollups = RollupTables()
         try:
             self._rollups.open(self._con)
@@ -224,19 +225,20 @@ class DuckDBStore:
             "AND list_contains($3::BIGINT[], ts) AND list_contains($4::VARCHAR[], id)"
         )
 
-    def _fill_recent(self) -> None:
-        """The keys of the newest stored events, as many as the set holds."""
+    def _held_keys(self, capacity: int) -> RecentKeys:
+        """The keys of the newest stored events, as many as ``capacity``."""
         counts = self._con.execute(
             f"SELECT ts // {HOUR} AS hour, count(*) FROM events GROUP BY hour ORDER BY hour DESC"
         ).fetchall()
-        floor = floor_for(counts, self._recent.capacity)
-        self._recent.fill(floor)
+        floor = floor_for(counts, capacity)
+        held = RecentKeys(capacity, floor)
         for first, end in hour_ranges([(h, n) for h, n in reversed(counts) if h >= floor], FILL_KEYS):
             keys = self._con.execute(
                 "SELECT hash(id, ts) AS h, ts FROM events WHERE ts >= $1 AND ts < $2",
                 [first * HOUR, end * HOUR],
             ).fetchnumpy()
-            self._recent.add(keys["h"], keys["ts"])
+            held.add(keys["h"], keys["ts"])
+        return held
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
@@ -259,7 +261,7 @@ class DuckDBStore:
         with self._write_lock:
             cursor = self._cursor()
             # Numbered as if every row were new, as most are: then registered only once.
-            cursor.register("incoming", table.append_column("seq", self._seqs(len(rows))))
+            cursor.register("incoming", numbered(table, self._next_seq))
             cursor.execute("BEGIN TRANSACTION")
             try:
                 hashes = cursor.execute("SELECT hash(id, ts) AS h FROM incoming").fetchnumpy()["h"]
@@ -284,9 +286,7 @@ class DuckDBStore:
                     self._seq_ceiling = self._next_seq + count - 1
                     if count < len(rows):
                         cursor.unregister("incoming")
-                        cursor.register(
-                            "incoming", table.filter(fresh).append_column("seq", self._seqs(count))
-                        )
+                        cursor.register("incoming", numbered(table.filter(fresh), self._next_seq))
                     cursor.execute(self._insert_sql)
                 cursor.execute("COMMIT")
             except BaseException:
@@ -302,10 +302,6 @@ class DuckDBStore:
         if count:
             self._roll_due.set()
         return results
-
-    def _seqs(self, count: int) -> pa.Array:
-        """The numbers of the next ``count`` events stored."""
-        return pa.array(range(self._next_seq, self._next_seq + count), type=pa.int64())
 
     def _stored(self, cursor: duckdb.DuckDBPyConnection, keys: set[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which of these (id, timestamp) keys the table holds."""

@@ -35,18 +35,12 @@ class RecentKeys:
     """Hashes of the keys of all stored events from ``floor_hour`` on; not thread-safe (the
     store's writer holds its lock)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, floor_hour: int = NO_FLOOR) -> None:
+        """Empty, from ``floor_hour``: the caller adds every stored event's key from there on."""
         self.capacity = capacity
-        self.floor_hour = NO_FLOOR
+        self.floor_hour = floor_hour
         self.size = 0
         self._hours: dict[int, list[Hashes]] = {}
-
-    def fill(self, floor_hour: int) -> None:
-        """Start again, empty, from ``floor_hour``: the caller adds every stored event's key
-        from there on."""
-        self._hours.clear()
-        self.size = 0
-        self.floor_hour = floor_hour
 
     def unsure(self, hashes: Hashes, stamps: Stamps) -> npt.NDArray[np.bool_]:
         """Which keys may be stored: before the floor, or with a hash the set holds."""
