@@ -132,11 +132,10 @@ def test_a_version_2_database_loses_its_id_index_and_keeps_every_event(tmp_path:
     assert not Path(str(path) + ".wal").exists() or Path(str(path) + ".wal").stat().st_size == 0
 
 
-def test_a_version_3_database_has_its_rollups_moved_to_their_own_file(tmp_path: Path) -> None:
-    """Version 3 kept the rollups in the events' file. Opened, they are moved to the
-    rollups' file as they are (not filled again from every event, which takes minutes at
-    100M events), and the events' file keeps the events alone."""
-    path = tmp_path / "v3.duckdb"
+def make_version_3(path: Path, *, copied: bool) -> None:
+    """A store as version 3 left it: the rollups in the events' file, marked there by 1,000
+    more input tokens (which a refill from the events would not have). ``copied``: as a
+    crash between copying them to their own file and dropping them leaves it."""
     rollups = Path(rollups_path(str(path)))
     store = DuckDBStore(path)
     rows = parse_events(
@@ -157,13 +156,26 @@ def test_a_version_3_database_has_its_rollups_moved_to_their_own_file(tmp_path: 
             con.execute("INSERT INTO rollup_definitions SELECT * FROM old_rollups.rollup_definitions")
         else:
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM old_rollups.{table}")
-    # A mark that only a moved table carries: a refill from the events would not.
     con.execute("UPDATE rollup_embeddings_day_model SET input_tokens = input_tokens + 1000")
     con.execute("UPDATE store_version SET version = 3")
+    if copied:
+        con.execute("UPDATE old_rollups.rollup_embeddings_day_model SET input_tokens = input_tokens + 1000")
     con.execute("DETACH old_rollups")
     con.close()
-    rollups.unlink()
-    Path(f"{rollups}.wal").unlink(missing_ok=True)
+    if not copied:
+        rollups.unlink()
+        Path(f"{rollups}.wal").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["as-left", "crashed-after-copying"])
+def test_a_version_3_database_has_its_rollups_moved_to_their_own_file(tmp_path: Path, copied: bool) -> None:
+    """Version 3 kept the rollups in the events' file. Opened, they are moved to the
+    rollups' file as they are (not filled again from every event, which takes minutes at
+    100M events), and the events' file keeps the events alone. After a crash between the
+    copy and the drop, the copy is kept and not made twice."""
+    path = tmp_path / "v3.duckdb"
+    rollups = Path(rollups_path(str(path)))
+    make_version_3(path, copied=copied)
 
     store = DuckDBStore(path)
     try:

@@ -44,6 +44,7 @@ from .base import (
     memory_bytes,
     past_64_bits,
 )
+from .duckdb_names import BACKUP_DATABASE, quoted
 from .duckdb_results import one_row
 from .recent_keys import HOUR, RecentKeys, floor_for, hour_ranges
 from .rollup_tables import DATABASE, RollupTables, attach, qualified, rollups_path
@@ -773,12 +774,12 @@ class DuckDBStore:
         cursor = self._con.cursor()
         try:
             (database,) = one_row(cursor, "SELECT current_database()")
-            cursor.execute("ATTACH ? AS backup_target", [str(target)])
+            cursor.execute(f"ATTACH ? AS {quoted(BACKUP_DATABASE)}", [str(target)])
             try:
-                cursor.execute(f'COPY FROM DATABASE "{database}" TO backup_target')
-                (count,) = one_row(cursor, "SELECT count(*) FROM backup_target.events")
+                cursor.execute(f"COPY FROM DATABASE {quoted(database)} TO {quoted(BACKUP_DATABASE)}")
+                (count,) = one_row(cursor, f"SELECT count(*) FROM {quoted(BACKUP_DATABASE)}.events")
             finally:
-                cursor.execute("DETACH backup_target")
+                cursor.execute(f"DETACH {quoted(BACKUP_DATABASE)}")
         finally:
             cursor.close()
         return int(count)

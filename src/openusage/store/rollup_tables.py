@@ -27,6 +27,7 @@ from itertools import accumulate
 import duckdb
 
 from .base import DIMENSIONS
+from .duckdb_names import ROLLUPS_DATABASE, quoted
 from .duckdb_results import one_row
 from .rollups import ROLLUPS, Rollup
 
@@ -41,8 +42,8 @@ COMPACT_SPAN_ROWS = 100_000
 #: bounded so, however many events wait (a backlog, a rebuild); it does not spill to disk
 FILL_MOST_EVENTS = 50_000
 DAY = 86_400
-#: the name the rollups' database is attached under
-DATABASE = "openusage_rollups"
+#: the rollups' database, as SQL names it
+DATABASE = quoted(ROLLUPS_DATABASE)
 STATE = f"{DATABASE}.rollup_state"
 DEFINITIONS = f"{DATABASE}.rollup_definitions"
 #: the latest time of an event rolled up, per kind
@@ -151,7 +152,7 @@ class RollupTables:
             self._create_state(cursor)
             if one_row(cursor, f"SELECT count(*) FROM {STATE}") == (0,):
                 cursor.execute(f"INSERT INTO {STATE} VALUES (0)")
-            existing = _tables(cursor, DATABASE)
+            existing = _tables(cursor, ROLLUPS_DATABASE)
             if "rollup_latest" not in existing:  # new, or a file from before it
                 cursor.execute(f"CREATE TABLE {LATEST} (kind VARCHAR NOT NULL, ts BIGINT NOT NULL)")
                 cursor.execute(
@@ -191,7 +192,7 @@ class RollupTables:
             return
         cursor.execute("BEGIN TRANSACTION")
         try:
-            if not _tables(cursor, DATABASE):  # else the copy was made before a crash
+            if not _tables(cursor, ROLLUPS_DATABASE):  # else the copy was made before a crash
                 self._create_state(cursor)
                 for name in sorted(old):
                     if name in ("rollup_definitions", "rollup_state"):

@@ -15,6 +15,7 @@ import duckdb
 
 from .base import StoreUnavailable
 from .duckdb import DuckDBStore
+from .duckdb_names import SHRINKING_DATABASE, quoted
 from .duckdb_results import one_row
 from .rollup_tables import rollups_path
 
@@ -36,10 +37,10 @@ def _rewrite(path: Path) -> None:
     try:
         (name,) = one_row(con, "SELECT current_database()")
         try:
-            con.execute("ATTACH ? AS source (READ_ONLY)", [str(path)])
+            con.execute(f"ATTACH ? AS {quoted(SHRINKING_DATABASE)} (READ_ONLY)", [str(path)])
         except duckdb.Error as exc:
             raise StoreUnavailable(f"{path} is in use (a running server?): {exc}") from None
-        con.execute(f'COPY FROM DATABASE source TO "{name}"')
+        con.execute(f"COPY FROM DATABASE {quoted(SHRINKING_DATABASE)} TO {quoted(name)}")
         con.execute("CHECKPOINT")
         _sync(partial)
         os.replace(partial, path)
