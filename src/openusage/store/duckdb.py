@@ -543,21 +543,33 @@ class DuckDBStore:
             return encode_results(self.aggregate(query), query, shape)
         groups = [check_column(g) for g in query.group_by]
         metrics = [check_column(m) for m in query.metrics]
-        values = {**dict.fromkeys(shape.fields, "NULL"), **{name: name for name in [*metrics, *groups]}}
-        fields = ", ".join(
-            [
-                f'"object" := {_literal(shape.object)}',
-                *(f'"{check_column(name)}" := {value}' for name, value in values.items()),
-            ]
-        )
         order = f" ORDER BY {', '.join(f'{g} NULLS FIRST' for g in groups)}" if groups else ""
 
-        def build(plan: Plan | None, rolled: int | None) -> tuple[str, list[Any]]:
-            sql, params = self._sum_sql(query, groups, metrics, plan, rolled)
-            results = f"'[' || string_agg(to_json(struct_pack({fields})), ','{order}) || ']'"
-            return f"SELECT b, count(*), {results} FROM ({sql}) GROUP BY b ORDER BY b", params
+        def written(narrow: bool) -> Callable[[Plan | None, int | None], tuple[str, list[Any]]]:
+            sums = {m: f"CAST({m} AS BIGINT)" if narrow else m for m in metrics}
+            values = {**dict.fromkeys(shape.fields, "NULL"), **sums, **{g: g for g in groups}}
+            fields = ", ".join(
+                [
+                    f'"object" := {_literal(shape.object)}',
+                    *(f'"{check_column(name)}" := {value}' for name, value in values.items()),
+                ]
+            )
 
-        rows = self._read(self._cursor(), query, self.plan(query), build)
+            def build(plan: Plan | None, rolled: int | None) -> tuple[str, list[Any]]:
+                sql, params = self._sum_sql(query, groups, metrics, plan, rolled)
+                results = f"'[' || string_agg(to_json(struct_pack({fields})), ','{order}) || ']'"
+                return f"SELECT b, count(*), {results} FROM ({sql}) GROUP BY b ORDER BY b", params
+
+            return build
+
+        plan = self.plan(query)
+        try:
+            # DuckDB writes 64-bit integers faster than 128-bit ones (9,700 results at 1M
+            # events: 19.0 -> 16.6 ms); a sum past 64 bits fails its cast (never wraps), and
+            # then every sum is written from 128 bits.
+            rows = self._read(self._cursor(), query, plan, written(narrow=True))
+        except duckdb.ConversionException:
+            rows = self._read(self._cursor(), query, plan, written(narrow=False))
         return [(int(b), int(n), text) for b, n, text in rows]
 
     @staticmethod
