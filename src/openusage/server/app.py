@@ -32,7 +32,7 @@ from ..dashboard import dashboard_routes
 from ..gateway import PROXIED_METHODS, Gateway, GatewaySettings, Spool
 from ..keyring import READ, WRITE, ApiKey, Keyring
 from ..settings import Settings
-from ..store import EventStore, StoreFull, open_store
+from ..store import EventStore, StoreFull, WriteUnfinished, open_store
 from ..store.base import AppendResult, Row
 from .batches import fast_rows
 from .commits import GroupCommitter
@@ -320,6 +320,14 @@ def create_app(
             result = await store_rows(rows)
         except StoreFull as full:
             raise ApiError(507, f"The batch was not stored: {full}.", type="server_error") from None
+        except WriteUnfinished as unfinished:
+            raise ApiError(
+                503,
+                f"The batch may be stored only in part: {unfinished}. Send it again: "
+                "events already stored are counted once.",
+                type="server_error",
+                headers={"Retry-After": "1"},
+            ) from None
         return json_response(
             {
                 "object": "usage.ingest_result",

@@ -9,6 +9,7 @@ from .base import (
     ResultShape,
     StoreFull,
     StoreUnavailable,
+    WriteUnfinished,
 )
 from .duckdb import DuckDBStore
 from .urls import open_store
@@ -23,5 +24,6 @@ __all__ = [
     "ResultShape",
     "StoreFull",
     "StoreUnavailable",
+    "WriteUnfinished",
     "open_store",
 ]

@@ -61,6 +61,11 @@ class StoreFull(Exception):
     """The store's disk has too little room to take a write safely; nothing was written."""
 
 
+class WriteUnfinished(Exception):
+    """A write failed midway, so part of it may be stored; nothing was acknowledged. The
+    store completes it before its next write, and a retried batch counts once."""
+
+
 class AmountsOutOfRange(Exception):
     """Priced sums the engine's decimals cannot hold exactly (a sum past about 10^20
     dollars, or a price of more than 18 decimal places); nothing was answered."""

@@ -8,6 +8,8 @@ priced in exact decimals, never rounded, as on the embedded store.
 Exactly once: one writer per store (this process, under a lock) looks up the batch's
 ids among the events of the batch's time range and inserts only the new ones, as the
 embedded store does. Inserts are synchronous, so an acknowledged batch is in ClickHouse.
+An insert that fails midway is sent again under its token before the next one
+(``clickhouse_journal`` says why that completes it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
+
+import pyarrow as pa
 
 from .base import (
     COLUMNS,
@@ -35,11 +39,13 @@ from .base import (
     Row,
     Stored,
     StoreUnavailable,
+    WriteUnfinished,
     check_column,
     encode_results,
     past_64_bits,
 )
 from .clickhouse_connections import Connection
+from .clickhouse_journal import InsertJournal
 from .clickhouse_rollups import ALL_ROLLUPS, DEDUP_WINDOW, dimension_type, prepare_rollups, rebuild_rollups
 from .duckdb import numbered, price_table, rows_table
 from .rollups import ROLLUPS, Extent, Plan, choose
@@ -121,12 +127,25 @@ def schema_sql(cluster: str | None = None, retention_days: int | None = None) ->
 class ClickHouseStore:
     """Events in ClickHouse; safe to share between threads."""
 
-    def __init__(self, connection: Connection, *, where: str, retention_days: int | None = None) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        where: str,
+        retention_days: int | None = None,
+        journal: Path | None = None,
+    ) -> None:
         """``retention_days``: delete events and rollup rows that many days after their
-        time (a TTL on each table; None leaves the tables' TTLs as they are)."""
+        time (a TTL on each table; None leaves the tables' TTLs as they are). ``journal``:
+        the file that keeps the last insert, for a store only this process writes to."""
         self._con = connection
         self._where = where
         self._write_lock = threading.Lock()
+        self._journal = None if journal is None else InsertJournal(journal)
+        #: an insert that failed midway, with its token: sent again before the next one
+        self._unfinished: tuple[pa.Table, str] | None = None
+        #: per kind: [events, earliest ts, latest ts], for the router's cost model
+        self._spans: dict[str, list[int]] = {}
         self._rows: dict[str, int] = {}
         self._rows_read_at = -ROWS_MAX_AGE
         try:
@@ -141,13 +160,18 @@ class ClickHouseStore:
                     f"{where} was written by a newer openusage (store version {version}; this one reads "
                     f"up to {VERSION}): upgrade openusage to open it"
                 )
-            prepare_rollups(self._con)
             self._remember_inserts()
+            if self._journal is not None:
+                # Before any rollup is made again from the raw events: a table made again
+                # does not know the tokens that make this harmless.
+                self._unfinished = self._journal.read()
+                self._finish()
+            if prepare_rollups(self._con) and self._journal is not None:
+                self._journal.clear()
             if retention_days is not None:
                 self._keep_for(retention_days)
             ((last,),) = self._con.rows("SELECT max(seq) FROM events")
-            #: per kind: [events, earliest ts, latest ts], for the router's cost model
-            self._spans: dict[str, list[int]] = {
+            self._spans = {
                 str(kind): [int(n), int(lo), int(hi)]
                 for kind, n, lo, hi in self._con.rows(
                     "SELECT kind, count(), min(ts), max(ts) FROM events GROUP BY kind"
@@ -196,6 +220,7 @@ class ClickHouseStore:
         results = []
         fresh: list[Row] = []
         with self._write_lock:
+            self._finish()
             keys = {(row[0], row[2]) for rows in batches for row in rows}
             seen: set[tuple[str, int]] = set()
             if keys:
@@ -218,10 +243,6 @@ class ClickHouseStore:
                 results.append(AppendResult(inserted=inserted, duplicates=len(rows) - inserted))
             if fresh:
                 self._write(fresh)
-                self._next_seq += len(fresh)
-                for row in fresh:
-                    n, lo, hi = self._spans.get(row[1], [0, row[2], row[2]])
-                    self._spans[row[1]] = [n + 1, min(lo, row[2]), max(hi, row[2])]
         return results
 
     def _write(self, fresh: list[Row]) -> None:
@@ -230,9 +251,36 @@ class ClickHouseStore:
         token, and ClickHouse drops its insert (and what the views would add) as a repeat."""
         keys = sorted(f"{row[0]}\0{row[2]}" for row in fresh)
         token = hashlib.sha256("\n".join(keys).encode()).hexdigest()
-        table = numbered(rows_table(fresh), self._next_seq)
-        # The rollups' views fill their tables in this same insert.
-        self._con.insert("events", table.select(["seq", *COLUMNS]), token)
+        block = numbered(rows_table(fresh), self._next_seq).select(["seq", *COLUMNS])
+        self._next_seq += len(fresh)  # taken, whether or not the insert lands
+        if self._journal is not None:
+            try:
+                self._journal.write(block, token)
+            except OSError as exc:
+                raise WriteUnfinished(f"the insert's journal could not be written: {exc}") from exc
+        self._unfinished = (block, token)
+        self._finish()
+
+    def _finish(self) -> None:
+        """Send the unfinished insert, under its token: ClickHouse drops each part it has
+        (the events', a rollup view's) and writes the rest. The rollups' views fill their
+        tables in this same insert."""
+        if self._unfinished is None:
+            return
+        block, token = self._unfinished
+        try:
+            self._con.insert("events", block, token)
+        except Exception as exc:  # the drivers' errors have no common base
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WriteUnfinished(
+                f"an insert into {self._where} failed midway ({reason}); it is sent again before the next"
+            ) from exc
+        self._unfinished = None
+        spans = block.group_by("kind").aggregate([("ts", "count"), ("ts", "min"), ("ts", "max")])
+        columns = (spans[c].to_pylist() for c in ("kind", "ts_count", "ts_min", "ts_max"))
+        for kind, n, lo, hi in zip(*columns, strict=True):
+            before = self._spans.get(kind, [0, lo, hi])
+            self._spans[kind] = [before[0] + n, min(before[1], lo), max(before[2], hi)]
 
     def rollup_rows(self) -> dict[str, int]:
         """Rows in each rollup table, by table name (parts not merged yet counted apart)."""
@@ -254,6 +302,11 @@ class ClickHouseStore:
         an insert's parts); while no other process inserts."""
         with self._write_lock:
             rebuild_rollups(self._con)
+            # The emptied tables forgot the tokens that make sending an insert again harmless;
+            # what part of it was stored is in the rollups now, and the client sends the rest.
+            self._unfinished = None
+            if self._journal is not None:
+                self._journal.clear()
         self._rows_read_at = -ROWS_MAX_AGE
 
     def plan(self, query: Aggregation) -> Plan | None:
@@ -483,7 +536,12 @@ class ClickHouseStore:
         return [(int(r[0]), tuple(r[1:])) for r in rows]
 
     def problem(self) -> str | None:
-        return None
+        if self._unfinished is None:
+            return None
+        return (
+            "an insert failed midway and is not complete yet: it is sent again before the next insert; "
+            "until then, answers may count part of it"
+        )
 
     def close(self) -> None:
         self._con.close()

@@ -52,9 +52,9 @@ def view_sql(rollup: Rollup) -> str:
     return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {rollup.table} AS {select_sql(rollup)}"
 
 
-def prepare_rollups(con: Connection) -> None:
+def prepare_rollups(con: Connection) -> int:
     """Make each rollup that is missing or was made by another definition, filled from
-    the events stored so far; run while nothing is inserted."""
+    the events stored so far; run while nothing is inserted. Returns how many were made."""
     con.command(
         "CREATE TABLE IF NOT EXISTS rollup_definitions (name String, definition String) "
         "ENGINE = ReplacingMergeTree ORDER BY name"
@@ -63,15 +63,18 @@ def prepare_rollups(con: Connection) -> None:
     existing = {
         name for (name,) in con.rows("SELECT name FROM system.tables WHERE database = currentDatabase()")
     }
+    made = 0
     for rollup in ALL_ROLLUPS:
         if stored.get(rollup.table) == rollup.definition and rollup.table in existing:
             continue
+        made += 1
         con.command(f"DROP VIEW IF EXISTS {rollup.table}_view")
         con.command(f"DROP TABLE IF EXISTS {rollup.table}")
         con.command(table_sql(rollup))
         con.command(f"INSERT INTO {rollup.table} {select_sql(rollup)}")
         con.command(view_sql(rollup))
         con.command(f"INSERT INTO rollup_definitions VALUES ('{rollup.table}', '{rollup.definition}')")
+    return made
 
 
 def rebuild_rollups(con: Connection) -> None:

@@ -62,8 +62,14 @@ def open_store(url: str, *, memory_limit: str | None = None, retention_days: int
     from .clickhouse_connections import ChdbConnection, ServerConnection
 
     if scheme == "chdb":
+        from .clickhouse_journal import JOURNAL_NAME
+
+        folder = local_path(url)
         return ClickHouseStore(
-            ChdbConnection(local_path(url), memory_limit), where=url, retention_days=retention_days
+            ChdbConnection(folder, memory_limit),
+            where=url,
+            retention_days=retention_days,
+            journal=folder / JOURNAL_NAME,  # chDB lets one process at a time write a folder
         )
     shown = urlsplit(url)._replace(netloc=urlsplit(url).hostname or "").geturl()  # no password in messages
     return ClickHouseStore(ServerConnection(url), where=shown, retention_days=retention_days)
