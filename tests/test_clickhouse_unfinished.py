@@ -16,7 +16,10 @@ from typing import Any
 
 import httpx
 
-from .conftest import ADMIN_KEY, DAY, start_server, stop_server
+from openusage.server.events import EventRules, parse_events
+from openusage.store import DuckDBStore
+
+from .conftest import ADMIN_KEY, DAY, run_cli, start_server, stop_server
 
 DAY0 = 1_700_006_400
 
@@ -116,9 +119,11 @@ def short(totals: dict[str, Any]) -> bool:
 def test_an_insert_that_failed_midway_is_completed_before_the_next(tmp_path: Path) -> None:
     folder = tmp_path / "store"
     steps = run_steps(
-        folder, "fault", "send:poison", "totals", "problem", "send:other", "heal", "send:poison", "problem"
+        folder,
+        *("fault", "send:poison", "totals", "problem", "send:other"),
+        *("heal", "send:poison", "problem", "totals", "send:other", "totals"),
     )
-    (failed, during, problem, refused, retried, healthy) = (value for _, value in steps)
+    (failed, during, problem, refused, retried, healthy, mended, other, after) = (v for _, v in steps)
     assert "failed midway" in failed["error"]
     assert during["events"] == str(10 + 11 + 12) and short(during)
     assert "failed midway" in problem
@@ -127,9 +132,9 @@ def test_an_insert_that_failed_midway_is_completed_before_the_next(tmp_path: Pat
     # The client's retry finds its events stored, after the insert was completed.
     assert retried == {"inserted": 0, "duplicates": 3}
     assert healthy is None
-    assert complete(totals_after(folder), 33)
-    ((_, other),) = run_steps(folder, "send:other")
+    assert complete(mended, 33)
     assert other == {"inserted": 3, "duplicates": 0}
+    assert complete(after, 66)  # numbered after the failed insert's events, not over them
     assert complete(totals_after(folder), 66)
 
 
@@ -182,3 +187,30 @@ def test_a_server_that_dies_with_an_insert_unfinished_completes_it_when_it_start
     finally:
         stop_server(running)
     assert complete(totals_after(folder), 33)
+
+
+def test_a_migration_stopped_by_an_unfinished_insert_says_so_and_goes_on_when_run_again(
+    tmp_path: Path,
+) -> None:
+    source = DuckDBStore(tmp_path / "source.duckdb")
+    events = [
+        {"id": f"{name}-{i}", "type": "completions", "timestamp": DAY0 + i * 20 * DAY, "input_tokens": 10 + i}
+        for name in ("first", "poison", "last")
+        for i in range(3)
+    ]
+    source.append(parse_events(events, EventRules(now=DAY0 + 90 * DAY)))
+    source.close()
+    target = tmp_path / "target.chdb"
+    run_steps(target, "fault")
+    migrate = ("migrate", "--from", str(tmp_path / "source.duckdb"), "--to", f"chdb://{target}")
+    state = ("--state", str(tmp_path / "state.json"), "--batch-size", "3")
+    stopped = run_cli(*migrate, *state)
+    assert stopped.returncode == 1
+    assert "3 events copied, up to place 3" in stopped.stderr
+    assert "failed midway" in stopped.stderr and "Run it again" in stopped.stderr
+    run_steps(target, "mend")
+    done = run_cli(*migrate, *state)
+    assert done.returncode == 0, done.stderr
+    # The insert cut short is completed when the target opens; its events were stored already.
+    assert "3 events copied, 3 already there" in done.stdout
+    assert complete(totals_after(target), 3 * 33)

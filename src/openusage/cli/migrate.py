@@ -60,7 +60,7 @@ def migrate(source_url: str, target_url: str, state: Path | None, batch_size: in
     Interrupted, it goes on where it stopped when run again; run again later, it copies
     what was stored since. An event the target holds already is never counted twice.
     """
-    from ..store import StoreUnavailable, open_store
+    from ..store import StoreFull, StoreUnavailable, WriteUnfinished, open_store
     from ..store.copying import copy_events
 
     if source_url == target_url:
@@ -87,6 +87,11 @@ def migrate(source_url: str, target_url: str, state: Path | None, batch_size: in
                 after = step.place
                 copied += step.copied
                 duplicates += step.duplicates
+    except (StoreFull, WriteUnfinished) as exc:
+        raise click.ClickException(
+            f"{copied} events copied, up to place {after} (kept in {state}), then: {exc}. "
+            "Run it again to go on from there."
+        ) from None
     finally:
         target.close()
         source.close()
