@@ -20,6 +20,7 @@ from openusage.server.events import EventRules, parse_events
 from openusage.store.base import COLUMNS, Aggregation
 from openusage.store.clickhouse import ClickHouseStore, schema_sql
 from openusage.store.clickhouse_connections import ChdbConnection
+from openusage.store.clickhouse_rollups import ALL_ROLLUPS
 
 from .test_rollups import (
     RUN,
@@ -61,10 +62,19 @@ def test_the_cluster_schema_is_valid_clickhouse_and_replicated(chdb_connection: 
     for statement in statements:
         # formatQuery parses a statement without running it: a typo fails here.
         chdb_connection.rows(f"SELECT formatQuery({_literal(statement)})")
-    local, distributed, version = statements
+    local, distributed, version, definitions, *rollups = statements
     assert "ON CLUSTER usage_cluster" in local and "ReplicatedMergeTree(" in local
     assert "Distributed(usage_cluster, currentDatabase(), events_local, cityHash64(id))" in distributed
     assert "ReplicatedMergeTree(" in version
+    assert "ReplicatedReplacingMergeTree(" in definitions
+    # Per rollup: each shard's replicated table, a Distributed table over them, the view
+    # that fills the shard's table from the shard's events; then the definitions' rows.
+    *made, filled = rollups
+    assert len(made) == 3 * len(ALL_ROLLUPS) and filled.startswith("INSERT INTO rollup_definitions")
+    for shard, spread, view in zip(made[::3], made[1::3], made[2::3], strict=True):
+        assert "ON CLUSTER usage_cluster" in shard and "ReplicatedSummingMergeTree(" in shard
+        assert "Distributed(usage_cluster, currentDatabase(), rollup_" in spread
+        assert " TO rollup_" in view and "_local AS SELECT" in view and "FROM events_local" in view
 
     # The shard tables hold exactly the columns of the single-server table.
     def columns(ddl: str) -> str:
@@ -324,3 +334,106 @@ def test_sums_past_64_bits_are_exact_on_clickhouse(chdb_store: ClickHouseStore) 
     for using in (None, "auto"):
         sums = [values for _, _, values in chdb_store.aggregate(query, using=using)]
         assert sums == [(2**64,), (1,)], using
+
+
+#: A cluster of one shard whose one replica is this process: ``tcp_port`` is the port of the
+#: replica named, so ClickHouse reads and writes its Distributed tables here, with no network.
+ONE_SHARD_CONFIG = """<clickhouse>
+  <tcp_port>9000</tcp_port>
+  <remote_servers>
+    <one_shard><shard><replica><host>localhost</host><port>9000</port></replica></shard></one_shard>
+  </remote_servers>
+</clickhouse>
+"""
+
+CLUSTER_SCRIPT = """
+import json, pathlib, re, sys
+from openusage.server.events import EventRules, parse_events
+from openusage.store import StoreUnavailable
+from openusage.store.base import Aggregation
+from openusage.store.clickhouse import ClickHouseStore, schema_sql
+from openusage.store.clickhouse_connections import ChdbConnection
+
+DAY0, HOUR, DAY = 1_700_006_400, 3600, 86400
+folder, config = map(pathlib.Path, sys.argv[1:3])
+con = ChdbConnection(folder, config_file=config)
+
+
+def one_node(statement):
+    # Without ClickHouse Keeper there is no replication and no DDL sent to every node.
+    statement = re.sub(r" ON CLUSTER [a-z_]+", "", statement)
+    return re.sub(r"Replicated([A-Za-z]*MergeTree)[(]'[^']*', '[^']*'[)]", r"\\1", statement)
+
+
+statements = [one_node(s) for s in schema_sql("one_shard")]
+out = {}
+for statement in statements[:3]:  # the events' tables alone
+    con.command(statement)
+try:
+    ClickHouseStore(con, where="the cluster")
+    out["refused"] = None
+except StoreUnavailable as exc:
+    out["refused"] = str(exc)
+for statement in statements[3:]:
+    con.command(statement)
+store = ClickHouseStore(con, where="the cluster")
+out["engines"] = dict(con.rows("SELECT name, engine FROM system.tables WHERE database = currentDatabase()"))
+events = [
+    {"id": f"c{i}", "type": "completions", "timestamp": DAY0 + (i * 37) % (3 * DAY),
+     "input_tokens": i % 100, "model": f"m{i % 3}", "project_id": f"p{i % 4}"}
+    for i in range(6000)
+]
+rows = parse_events(events, EventRules(now=DAY0 + 10 * DAY))
+out["inserted"] = store.append(rows).inserted
+out["duplicates"] = store.append(rows[:100]).duplicates
+def buckets(width, count):
+    return [(DAY0 + n * width, DAY0 + (n + 1) * width) for n in range(count)]
+
+
+queries = {
+    "day by model": Aggregation("completions", buckets(DAY, 3), DAY, ("model",), {}, ("input_tokens",)),
+    "hour by project, filtered": Aggregation(
+        "completions", buckets(HOUR, 72), HOUR, ("project_id",), {"project_id": ("p1", "p2")},
+        ("input_tokens",),
+    ),
+}
+for name, query in queries.items():
+    routed = store.aggregate(query)
+    out[name] = {
+        "read from rollups": store.plan(query) is not None,
+        "same as raw": routed == store.aggregate(query, using=None),
+        "total": sum(values[0] for _, _, values in routed),
+    }
+out["rollup rows"] = store.rollup_rows()
+print(json.dumps(out))
+"""
+
+
+def test_a_cluster_keeps_rollups_per_shard_and_answers_from_them(tmp_path: Path) -> None:
+    """The cluster's DDL, run on a cluster of one shard in chDB (without replication, which
+    needs ClickHouse Keeper): the store reads and writes through its Distributed tables."""
+    config = tmp_path / "one_shard.xml"
+    config.write_text(ONE_SHARD_CONFIG)
+    done = subprocess.run(
+        [sys.executable, "-c", CLUSTER_SCRIPT, str(tmp_path / "store"), str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "rollups are missing" in out["refused"] and "clickhouse schema --cluster" in out["refused"]
+    engines = out["engines"]
+    assert (engines["events"], engines["events_local"]) == ("Distributed", "MergeTree")
+    for rollup in ("rollup_completions_day_model", "rollup_embeddings_hour"):
+        assert engines[rollup] == "Distributed"
+        assert engines[f"{rollup}_local"] == "SummingMergeTree"
+        assert engines[f"{rollup}_view"] == "MaterializedView"
+    assert (out["inserted"], out["duplicates"]) == (6000, 100)
+    tokens = sum(i % 100 for i in range(6000))
+    filtered = sum(i % 100 for i in range(6000) if i % 4 in (1, 2))
+    answered = {"read from rollups": True, "same as raw": True}
+    assert out["day by model"] == {**answered, "total": tokens}
+    assert out["hour by project, filtered"] == {**answered, "total": filtered}
+    assert out["rollup rows"]["rollup_completions_day_model"] > 0

@@ -46,7 +46,16 @@ from .base import (
 )
 from .clickhouse_connections import Connection
 from .clickhouse_journal import InsertJournal
-from .clickhouse_rollups import ALL_ROLLUPS, DEDUP_WINDOW, dimension_type, prepare_rollups, rebuild_rollups
+from .clickhouse_rollups import (
+    ALL_ROLLUPS,
+    DEDUP_WINDOW,
+    check_cluster_rollups,
+    cluster_rollups_sql,
+    dimension_type,
+    prepare_rollups,
+    rebuild_rollups,
+    replicated,
+)
 from .duckdb import numbered, price_table, rows_table
 from .rollups import ROLLUPS, Extent, Plan, choose
 
@@ -106,21 +115,22 @@ def events_table_sql(
 def schema_sql(cluster: str | None = None, retention_days: int | None = None) -> list[str]:
     """The DDL the store needs, for one server or, with ``cluster``, for a cluster: each
     node keeps its shard's events in a replicated table, and ``events`` spreads inserts
-    over the shards by id and reads from all of them. With ``retention_days``, events
-    are deleted that many days after their time."""
+    over the shards by id and reads from all of them; so do the rollups (which the
+    server makes by itself on one server). With ``retention_days``, events (and on a
+    cluster, rollup rows) are deleted that many days after their time."""
     version = "CREATE TABLE IF NOT EXISTS store_version{} (version Int32) ENGINE = {}"
     if cluster is None:
         return [events_table_sql(retention_days=retention_days), version.format("", "TinyLog")]
-    replicated = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/events_local', '{replica}')"
+    shard_events = replicated("MergeTree", "{shard}/{database}/events_local")
     return [
-        events_table_sql("events_local", replicated, cluster, retention_days),
+        events_table_sql("events_local", shard_events, cluster, retention_days),
         f"CREATE TABLE IF NOT EXISTS events ON CLUSTER {cluster} AS events_local "
         f"ENGINE = Distributed({cluster}, currentDatabase(), events_local, cityHash64(id))",
         version.format(
             f" ON CLUSTER {cluster}",
-            "ReplicatedMergeTree('/clickhouse/tables/{database}/store_version', '{replica}') "
-            "ORDER BY version",
+            replicated("MergeTree", "{database}/store_version") + " ORDER BY version",
         ),
+        *cluster_rollups_sql(cluster, "" if retention_days is None else ttl_sql("b", retention_days)),
     ]
 
 
@@ -161,12 +171,16 @@ class ClickHouseStore:
                     f"up to {VERSION}): upgrade openusage to open it"
                 )
             self._remember_inserts()
+            #: the cluster a Distributed ``events`` spreads over; None on one server
+            self._cluster = self._cluster_of_events()
             if self._journal is not None:
                 # Before any rollup is made again from the raw events: a table made again
                 # does not know the tokens that make this harmless.
                 self._unfinished = self._journal.read()
                 self._finish()
-            if prepare_rollups(self._con) and self._journal is not None:
+            if self._cluster is not None:
+                check_cluster_rollups(self._con, where)
+            elif prepare_rollups(self._con) and self._journal is not None:
                 self._journal.clear()
             if retention_days is not None:
                 self._keep_for(retention_days)
@@ -188,6 +202,12 @@ class ClickHouseStore:
             "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()"
         )
         return {str(name): str(engine) for name, engine in rows}
+
+    def _cluster_of_events(self) -> str | None:
+        engine = self._engines().get("events", "")
+        if not engine.startswith("Distributed("):
+            return None
+        return engine.removeprefix("Distributed(").split(",")[0].strip().strip("'")
 
     def _remember_inserts(self) -> None:
         """Give tables made before inserts carried tokens the setting that drops repeats."""
@@ -283,9 +303,10 @@ class ClickHouseStore:
             self._spans[kind] = [before[0] + n, min(before[1], lo), max(before[2], hi)]
 
     def rollup_rows(self) -> dict[str, int]:
-        """Rows in each rollup table, by table name (parts not merged yet counted apart)."""
+        """Rows in each rollup table, by table name (parts not merged yet counted apart;
+        on a cluster, this node's shard's)."""
         stored = {
-            str(table): int(rows)
+            str(table).removesuffix("_local"): int(rows)
             for table, rows in self._con.rows(
                 "SELECT table, sum(rows) FROM system.parts WHERE active "
                 "AND database = currentDatabase() AND table LIKE 'rollup\\_%' GROUP BY table"
@@ -301,7 +322,7 @@ class ClickHouseStore:
         """Fill every rollup again from the raw events (after a doubt, or a failure between
         an insert's parts); while no other process inserts."""
         with self._write_lock:
-            rebuild_rollups(self._con)
+            rebuild_rollups(self._con, self._cluster)
             # The emptied tables forgot the tokens that make sending an insert again harmless;
             # what part of it was stored is in the rollups now, and the client sends the rest.
             self._unfinished = None

@@ -54,10 +54,13 @@ def _python_values(table: pa.Table) -> list[tuple[Any, ...]]:
 class ChdbConnection:
     """ClickHouse in this process, its data in a directory."""
 
-    def __init__(self, path: Path, memory_limit: str | None = None) -> None:
+    def __init__(self, path: Path, memory_limit: str | None = None, config_file: Path | None = None) -> None:
         """``memory_limit`` (like 2GB) bounds ClickHouse's memory as a whole
-        (``max_server_memory_usage``); a query that would pass it fails."""
-        settings = "" if memory_limit is None else f"?max_server_memory_usage={memory_bytes(memory_limit)}"
+        (``max_server_memory_usage``); a query that would pass it fails. ``config_file``:
+        a ClickHouse server configuration (the tests define a cluster in one)."""
+        options = [] if memory_limit is None else [f"max_server_memory_usage={memory_bytes(memory_limit)}"]
+        options += [] if config_file is None else [f"config-file={config_file}"]
+        settings = "?" + "&".join(options) if options else ""
         try:
             import chdb
         except ImportError:

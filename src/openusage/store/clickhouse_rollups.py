@@ -6,11 +6,16 @@ in the same INSERT; ClickHouse merges a table's rows of one key in the backgroun
 query sums whatever rows are there, so it never depends on when merges happen. Rollups
 made by an older definition are dropped, made again and filled from the raw events when
 the store opens (before it takes any insert).
+
+On a cluster, each shard keeps the rollups of its own events: a replicated table per
+rollup (``rollup_..._local``) filled by a view on the shard's ``events_local``, read
+through a Distributed table of the rollup's own name, so the queries are the same. Those
+come from the printed schema (``openusage clickhouse schema --cluster``), not the server.
 """
 
 from __future__ import annotations
 
-from .base import DIMENSIONS
+from .base import DIMENSIONS, StoreUnavailable
 from .clickhouse_connections import Connection
 from .rollups import ROLLUPS, Rollup
 
@@ -26,23 +31,43 @@ def dimension_type(name: str) -> str:
     return "Nullable(Bool)" if DIMENSIONS[name] == "boolean" else "Nullable(String)"
 
 
-def table_sql(rollup: Rollup) -> str:
+def replicated(engine: str, path: str) -> str:
+    """A replicated engine whose Keeper path is ``/clickhouse/tables/`` + ``path`` (with
+    the server's macros, such as ``{shard}``, in it)."""
+    return f"Replicated{engine}('/clickhouse/tables/{path}', '{{replica}}')"
+
+
+def local_name(table: str) -> str:
+    """The name of a shard's part of ``table`` on a cluster."""
+    return f"{table}_local"
+
+
+def table_sql(rollup: Rollup, cluster: str | None = None, ttl: str = "") -> str:
+    """The rollup's table on one server; with ``cluster``, each shard's replicated part of it."""
     columns = ["b Int64", *(f"{d} {dimension_type(d)}" for d in rollup.dimensions)]
     columns += [f"{m} Int128" for m in rollup.metrics]
     key = ", ".join(["b", *rollup.dimensions])
+    name, engine, settings = rollup.table, "SummingMergeTree", f", {DEDUP_WINDOW}"
+    if cluster is not None:
+        name = local_name(rollup.table)
+        # Replicated tables remember their last inserts' tokens by themselves.
+        engine = replicated("SummingMergeTree", f"{{shard}}/{{database}}/{name}")
+        settings = ""
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
     return (
-        f"CREATE TABLE IF NOT EXISTS {rollup.table} ({', '.join(columns)}) ENGINE = SummingMergeTree "
-        f"ORDER BY ({key}) SETTINGS allow_nullable_key = 1, fsync_after_insert = 1, {DEDUP_WINDOW}"
+        f"CREATE TABLE IF NOT EXISTS {name}{on_cluster} ({', '.join(columns)}) ENGINE = {engine} "
+        f"ORDER BY ({key}){' ' + ttl if ttl else ''} "
+        f"SETTINGS allow_nullable_key = 1, fsync_after_insert = 1{settings}"
     )
 
 
-def select_sql(rollup: Rollup) -> str:
+def select_sql(rollup: Rollup, events: str = "events") -> str:
     """The rollup's rows for the events of its kind in the ``events`` table."""
     sums = ", ".join(f"sum(toInt128({m})) AS {m}" for m in rollup.metrics)
     key = ", ".join(["b", *rollup.dimensions])
     dims = "".join(f"{d}, " for d in rollup.dimensions)
     return (
-        f"SELECT ts - ts % {rollup.grain} AS b, {dims}{sums} FROM events "
+        f"SELECT ts - ts % {rollup.grain} AS b, {dims}{sums} FROM {events} "
         f"WHERE kind = '{rollup.kind}' GROUP BY {key}"
     )
 
@@ -52,13 +77,56 @@ def view_sql(rollup: Rollup) -> str:
     return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {rollup.table} AS {select_sql(rollup)}"
 
 
+def _definitions_sql(engine: str, on_cluster: str = "") -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS rollup_definitions{on_cluster} (name String, definition String) "
+        f"ENGINE = {engine} ORDER BY name"
+    )
+
+
+def cluster_rollups_sql(cluster: str, ttl: str = "") -> list[str]:
+    """The rollups' DDL for a cluster: per shard a replicated table and the view that fills
+    it from the shard's events, a Distributed table that reads every shard's, and the
+    definitions they were made by (which the server checks when it starts)."""
+    on_cluster = f" ON CLUSTER {cluster}"
+    definitions = replicated("ReplacingMergeTree", "{database}/rollup_definitions")
+    statements = [_definitions_sql(definitions, on_cluster)]
+    for rollup in ALL_ROLLUPS:
+        local = local_name(rollup.table)
+        statements += [
+            table_sql(rollup, cluster, ttl),
+            f"CREATE TABLE IF NOT EXISTS {rollup.table}{on_cluster} AS {local} "
+            f"ENGINE = Distributed({cluster}, currentDatabase(), {local}, rand())",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {rollup.table}_view{on_cluster} TO {local} "
+            f"AS {select_sql(rollup, 'events_local')}",
+        ]
+    rows = ", ".join(f"('{r.table}', '{r.definition}')" for r in ALL_ROLLUPS)
+    return [*statements, f"INSERT INTO rollup_definitions VALUES {rows}"]
+
+
+def check_cluster_rollups(con: Connection, where: str) -> None:
+    """Refuse a cluster whose rollups are missing or were made by another definition: the
+    server cannot make them on every shard itself."""
+    existing = {
+        name for (name,) in con.rows("SELECT name FROM system.tables WHERE database = currentDatabase()")
+    }
+    stored = {}
+    if "rollup_definitions" in existing:
+        stored = dict(con.rows("SELECT name, definition FROM rollup_definitions FINAL"))
+    wrong = [r.table for r in ALL_ROLLUPS if stored.get(r.table) != r.definition or r.table not in existing]
+    if wrong:
+        raise StoreUnavailable(
+            f"{where}: the cluster's rollups are missing or were made by another version "
+            f"({', '.join(wrong)}): make them with the DDL of `openusage clickhouse schema --cluster "
+            "NAME` (drop those named here first, if they exist), then fill them with "
+            "`openusage rollups rebuild --store URL`"
+        )
+
+
 def prepare_rollups(con: Connection) -> int:
     """Make each rollup that is missing or was made by another definition, filled from
     the events stored so far; run while nothing is inserted. Returns how many were made."""
-    con.command(
-        "CREATE TABLE IF NOT EXISTS rollup_definitions (name String, definition String) "
-        "ENGINE = ReplacingMergeTree ORDER BY name"
-    )
+    con.command(_definitions_sql("ReplacingMergeTree"))
     stored = dict(con.rows("SELECT name, definition FROM rollup_definitions FINAL"))
     existing = {
         name for (name,) in con.rows("SELECT name FROM system.tables WHERE database = currentDatabase()")
@@ -77,9 +145,13 @@ def prepare_rollups(con: Connection) -> int:
     return made
 
 
-def rebuild_rollups(con: Connection) -> None:
-    """Empty every rollup and fill it again from the raw events. Nothing may be inserted
+def rebuild_rollups(con: Connection, cluster: str | None = None) -> None:
+    """Empty every rollup and fill it again from the raw events (on a ``cluster``, every
+    shard's part, filled through the Distributed tables). Nothing may be inserted
     meanwhile: the views would add an event that the refill then counts again."""
     for rollup in ALL_ROLLUPS:
-        con.command(f"TRUNCATE TABLE {rollup.table}")
+        if cluster is None:
+            con.command(f"TRUNCATE TABLE {rollup.table}")
+        else:
+            con.command(f"TRUNCATE TABLE {local_name(rollup.table)} ON CLUSTER {cluster}")
         con.command(f"INSERT INTO {rollup.table} {select_sql(rollup)}")
