@@ -24,10 +24,11 @@ from .conftest import ADMIN_KEY, DAY, run_cli, start_server, stop_server
 DAY0 = 1_700_006_400
 
 STEPS_SCRIPT = """
-import json, os, sys
+import json, os, pathlib, sys
 from openusage.server.events import EventRules, parse_events
 from openusage.store import WriteUnfinished, open_store
 from openusage.store.clickhouse_connections import ChdbConnection
+from openusage.store.clickhouse_journal import JOURNAL_NAME
 from openusage.store.clickhouse_rollups import ALL_ROLLUPS
 
 DAY0 = 1_700_006_400
@@ -45,7 +46,7 @@ def batch(name):
 
 
 if steps[0] == "mend":  # the connection alone: opening the store would send its journal
-    ChdbConnection(__import__("pathlib").Path(folder)).command("DROP VIEW IF EXISTS fault_view")
+    ChdbConnection(pathlib.Path(folder)).command("DROP VIEW IF EXISTS fault_view")
     sys.exit(0)
 store = open_store("chdb://" + folder)
 con = store._con
@@ -79,6 +80,9 @@ for step in steps:
         store.rebuild_rollups()
     elif step == "redefine":  # as if a later version defined this rollup another way
         con.command("INSERT INTO rollup_definitions VALUES ('rollup_completions_day', 'another')")
+    elif step == "tear":  # as if the process died while it wrote the journal
+        journal = pathlib.Path(folder) / JOURNAL_NAME
+        journal.write_bytes(journal.read_bytes()[: journal.stat().st_size // 2])
     elif step == "die":  # no close, no second try: as if killed
         print(json.dumps(out), flush=True)
         os._exit(0)
@@ -148,6 +152,15 @@ def test_the_last_insert_is_not_counted_again_once_the_rollups_are_made_again(tm
     run_steps(folder, "send:second", "redefine")
     assert complete(totals_after(folder), 66)  # this opening made the day rollup again
     assert complete(totals_after(folder), 66)
+
+
+def test_a_journal_torn_while_it_was_written_is_ignored(tmp_path: Path) -> None:
+    """Its insert never began: the store opens as if there were none, and takes writes."""
+    folder = tmp_path / "store"
+    run_steps(folder, "send:first", "tear")
+    steps = run_steps(folder, "problem", "send:second", "totals")
+    assert [value for _, value in steps[:2]] == [None, {"inserted": 3, "duplicates": 0}]
+    assert complete(steps[2][1], 66)
 
 
 def test_a_server_that_dies_with_an_insert_unfinished_completes_it_when_it_starts(tmp_path: Path) -> None:
