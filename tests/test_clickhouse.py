@@ -223,17 +223,18 @@ print(json.dumps(kept))
 """
 
 
-def test_retention_deletes_events_and_rollup_rows_past_their_days(tmp_path: Path) -> None:
-    """In a process of its own: chDB opens one directory per process."""
+def run_script(script: str, *args: str) -> Any:
+    """What a script run in a process of its own (chDB opens one folder per process)
+    printed last, read as JSON."""
     done = subprocess.run(
-        [sys.executable, "-c", RETENTION_SCRIPT, str(tmp_path / "store")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr
-    kept = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_retention_deletes_events_and_rollup_rows_past_their_days(tmp_path: Path) -> None:
+    kept = run_script(RETENTION_SCRIPT, str(tmp_path / "store"))
     assert kept["events"] == ["1-0", "1-1", "1-2", "29-0", "29-1", "29-2"]
     assert kept["day_model"] == str(3 * 29 + 3 * 1)
     assert "TTL toDateTime(ts) + toIntervalDay(30)" in kept["kept"]
@@ -414,15 +415,7 @@ def test_a_cluster_keeps_rollups_per_shard_and_answers_from_them(tmp_path: Path)
     needs ClickHouse Keeper): the store reads and writes through its Distributed tables."""
     config = tmp_path / "one_shard.xml"
     config.write_text(ONE_SHARD_CONFIG)
-    done = subprocess.run(
-        [sys.executable, "-c", CLUSTER_SCRIPT, str(tmp_path / "store"), str(config)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_script(CLUSTER_SCRIPT, str(tmp_path / "store"), str(config))
     assert "rollups are missing" in out["refused"] and "clickhouse schema --cluster" in out["refused"]
     engines = out["engines"]
     assert (engines["events"], engines["events_local"]) == ("Distributed", "MergeTree")

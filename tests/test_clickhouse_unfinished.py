@@ -7,10 +7,7 @@ process), so that a process can also die with an insert unfinished.
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from openusage.server.events import EventRules, parse_events
 from openusage.store import DuckDBStore
 
 from .conftest import ADMIN_KEY, DAY, run_cli, start_server, stop_server
+from .test_clickhouse import run_script
 
 DAY0 = 1_700_006_400
 
@@ -47,6 +45,7 @@ def batch(name):
 
 if steps[0] == "mend":  # the connection alone: opening the store would send its journal
     ChdbConnection(pathlib.Path(folder)).command("DROP VIEW IF EXISTS fault_view")
+    print("[]")
     sys.exit(0)
 store = open_store("chdb://" + folder)
 con = store._con
@@ -92,16 +91,7 @@ store.close()
 
 
 def run_steps(folder: Path, *steps: str) -> list[tuple[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-c", STEPS_SCRIPT, str(folder), *steps],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
-    return [(step, value) for step, value in json.loads(lines[-1])] if lines else []
+    return [(step, value) for step, value in run_script(STEPS_SCRIPT, str(folder), *steps)]
 
 
 def totals_after(folder: Path) -> dict[str, Any]:
