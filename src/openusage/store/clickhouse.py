@@ -180,8 +180,8 @@ class ClickHouseStore:
                 self._finish()
             if self._cluster is not None:
                 check_cluster_rollups(self._con, where)
-            elif prepare_rollups(self._con) and self._journal is not None:
-                self._journal.clear()
+            else:
+                prepare_rollups(self._con)
             if retention_days is not None:
                 self._keep_for(retention_days)
             ((last,),) = self._con.rows("SELECT max(seq) FROM events")
@@ -296,6 +296,8 @@ class ClickHouseStore:
                 f"an insert into {self._where} failed midway ({reason}); it is sent again before the next"
             ) from exc
         self._unfinished = None
+        if self._journal is not None:
+            self._journal.finished()
         spans = block.group_by("kind").aggregate([("ts", "count"), ("ts", "min"), ("ts", "max")])
         columns = (spans[c].to_pylist() for c in ("kind", "ts_count", "ts_min", "ts_max"))
         for kind, n, lo, hi in zip(*columns, strict=True):

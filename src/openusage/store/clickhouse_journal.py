@@ -1,4 +1,4 @@
-"""The last insert of a chDB store, kept in a file beside its data until the next insert.
+"""The insert a chDB store is making, kept in a file beside its data until it completes.
 
 ClickHouse writes an insert's parts one by one (the events', then each rollup view's), so
 a process that dies between them leaves rollups short of events it stored, and a retry
@@ -6,6 +6,8 @@ finds those events stored and sends nothing. When the store opens, it sends the 
 insert again under the same token: ClickHouse drops each part it has and writes the rest.
 That is safe because it is the store's latest insert, so every table still remembers its
 token; chDB lets one process at a time open a store, so no other writer came between.
+Once the insert completes the file is emptied, so a rollup emptied since (by hand, or
+made again) is never sent it.
 """
 
 from __future__ import annotations
@@ -46,8 +48,14 @@ class InsertJournal:
         token = (block.schema.metadata or {}).get(b"token")
         return None if token is None else (block.replace_schema_metadata(None), token.decode())
 
+    def finished(self) -> None:
+        """The insert completed. Not synced: should a crash lose this, the insert is sent
+        again when the store opens, and every table drops it as a repeat."""
+        os.truncate(self._path, 0)
+
     def clear(self) -> None:
-        """Forget the last insert: after the rollups were made again from the raw events,
-        which forgets the tokens that make sending it again harmless."""
+        """Forget an insert that may not have completed, durably: after the rollups were
+        made again from the raw events, which forgets the tokens that make sending it
+        again harmless."""
         with open(self._path, "wb") as file:
             os.fsync(file.fileno())

@@ -123,26 +123,23 @@ def check_cluster_rollups(con: Connection, where: str) -> None:
         )
 
 
-def prepare_rollups(con: Connection) -> int:
+def prepare_rollups(con: Connection) -> None:
     """Make each rollup that is missing or was made by another definition, filled from
-    the events stored so far; run while nothing is inserted. Returns how many were made."""
+    the events stored so far; run while nothing is inserted."""
     con.command(_definitions_sql("ReplacingMergeTree"))
     stored = dict(con.rows("SELECT name, definition FROM rollup_definitions FINAL"))
     existing = {
         name for (name,) in con.rows("SELECT name FROM system.tables WHERE database = currentDatabase()")
     }
-    made = 0
     for rollup in ALL_ROLLUPS:
         if stored.get(rollup.table) == rollup.definition and rollup.table in existing:
             continue
-        made += 1
         con.command(f"DROP VIEW IF EXISTS {rollup.table}_view")
         con.command(f"DROP TABLE IF EXISTS {rollup.table}")
         con.command(table_sql(rollup))
         con.command(f"INSERT INTO {rollup.table} {select_sql(rollup)}")
         con.command(view_sql(rollup))
         con.command(f"INSERT INTO rollup_definitions VALUES ('{rollup.table}', '{rollup.definition}')")
-    return made
 
 
 def rebuild_rollups(con: Connection, cluster: str | None = None) -> None:
