@@ -136,10 +136,11 @@ def test_an_unfinished_insert_is_not_sent_again_once_the_rollups_are_made_again(
     """Rollups made again from the raw events hold what part of an insert was stored, and
     no longer know its token: it must not be sent into them."""
     folder = tmp_path / "store"
-    ((_, failed),) = run_steps(folder, "fault", "send:poison", "rebuild", "heal")
+    (_, failed), (_, other) = run_steps(folder, "fault", "send:poison", "rebuild", "heal", "send:other")
     assert "failed midway" in failed["error"]
-    assert complete(totals_after(folder), 33)
-    assert complete(totals_after(folder), 33)  # opened twice: no second copy either
+    assert other == {"inserted": 3, "duplicates": 0}
+    assert complete(totals_after(folder), 66)
+    assert complete(totals_after(folder), 66)  # opened twice: no second copy either
 
 
 def test_a_completed_insert_is_not_sent_into_rollups_made_since(tmp_path: Path) -> None:
