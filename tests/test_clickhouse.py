@@ -406,6 +406,12 @@ for name, query in queries.items():
         "total": sum(values[0] for _, _, values in routed),
     }
 out["rollup rows"] = store.rollup_rows()
+con.command("DROP VIEW rollup_embeddings_hour_view")  # its table would be filled no more
+try:
+    ClickHouseStore(con, where="the cluster")
+    out["refused without a view"] = None
+except StoreUnavailable as exc:
+    out["refused without a view"] = str(exc)
 print(json.dumps(out))
 """
 
@@ -430,3 +436,4 @@ def test_a_cluster_keeps_rollups_per_shard_and_answers_from_them(tmp_path: Path)
     assert out["day by model"] == {**answered, "total": tokens}
     assert out["hour by project, filtered"] == {**answered, "total": filtered}
     assert out["rollup rows"]["rollup_completions_day_model"] > 0
+    assert "made by another version (rollup_embeddings_hour):" in out["refused without a view"]

@@ -105,15 +105,19 @@ def cluster_rollups_sql(cluster: str, ttl: str = "") -> list[str]:
 
 
 def check_cluster_rollups(con: Connection, where: str) -> None:
-    """Refuse a cluster whose rollups are missing or were made by another definition: the
-    server cannot make them on every shard itself."""
+    """Refuse a cluster whose rollups (or the views that fill them) are missing, or were
+    made by another definition: the server cannot make them on every shard itself."""
     existing = {
         name for (name,) in con.rows("SELECT name FROM system.tables WHERE database = currentDatabase()")
     }
     stored = {}
     if "rollup_definitions" in existing:
         stored = dict(con.rows("SELECT name, definition FROM rollup_definitions FINAL"))
-    wrong = [r.table for r in ALL_ROLLUPS if stored.get(r.table) != r.definition or r.table not in existing]
+    wrong = [
+        r.table
+        for r in ALL_ROLLUPS
+        if stored.get(r.table) != r.definition or not {r.table, f"{r.table}_view"} <= existing
+    ]
     if wrong:
         raise StoreUnavailable(
             f"{where}: the cluster's rollups are missing or were made by another version "
