@@ -29,10 +29,10 @@ class InsertJournal:
     def write(self, block: pa.Table, token: str) -> None:
         """Keep ``block`` and its token, durably, before it is inserted. Written over the
         last one in place: a torn file is one whose insert never began."""
-        schema = block.schema.with_metadata({b"token": token.encode()})
+        block = block.replace_schema_metadata({b"token": token.encode()})
         with open(self._path, "wb") as file:
-            with ipc.new_file(file, schema) as writer:
-                writer.write_table(block.replace_schema_metadata(schema.metadata))
+            with ipc.new_file(file, block.schema) as writer:
+                writer.write_table(block)
             file.flush()
             os.fsync(file.fileno())
 

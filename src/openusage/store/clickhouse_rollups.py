@@ -104,20 +104,25 @@ def cluster_rollups_sql(cluster: str, ttl: str = "") -> list[str]:
     return [*statements, f"INSERT INTO rollup_definitions VALUES {rows}"]
 
 
-def check_cluster_rollups(con: Connection, where: str) -> None:
-    """Refuse a cluster whose rollups (or the views that fill them) are missing, or were
-    made by another definition: the server cannot make them on every shard itself."""
+def _outdated(con: Connection) -> list[Rollup]:
+    """The rollups whose table or view is missing, or made by another definition."""
     existing = {
         name for (name,) in con.rows("SELECT name FROM system.tables WHERE database = currentDatabase()")
     }
     stored = {}
     if "rollup_definitions" in existing:
         stored = dict(con.rows("SELECT name, definition FROM rollup_definitions FINAL"))
-    wrong = [
-        r.table
+    return [
+        r
         for r in ALL_ROLLUPS
         if stored.get(r.table) != r.definition or not {r.table, f"{r.table}_view"} <= existing
     ]
+
+
+def check_cluster_rollups(con: Connection, where: str) -> None:
+    """Refuse a cluster whose rollups (or the views that fill them) are missing, or were
+    made by another definition: the server cannot make them on every shard itself."""
+    wrong = [r.table for r in _outdated(con)]
     if wrong:
         raise StoreUnavailable(
             f"{where}: the cluster's rollups are missing or were made by another version "
@@ -131,13 +136,7 @@ def prepare_rollups(con: Connection) -> None:
     """Make each rollup that is missing or was made by another definition, filled from
     the events stored so far; run while nothing is inserted."""
     con.command(_definitions_sql("ReplacingMergeTree"))
-    stored = dict(con.rows("SELECT name, definition FROM rollup_definitions FINAL"))
-    existing = {
-        name for (name,) in con.rows("SELECT name FROM system.tables WHERE database = currentDatabase()")
-    }
-    for rollup in ALL_ROLLUPS:
-        if stored.get(rollup.table) == rollup.definition and rollup.table in existing:
-            continue
+    for rollup in _outdated(con):
         con.command(f"DROP VIEW IF EXISTS {rollup.table}_view")
         con.command(f"DROP TABLE IF EXISTS {rollup.table}")
         con.command(table_sql(rollup))
