@@ -6,7 +6,8 @@ compare each query with a straightforward GROUP BY over the raw events, in the s
     .venv/bin/python bench/usage_bench.py --events 1000000 --store chdb   # ClickHouse in process
     .venv/bin/python bench/usage_bench.py --events 100000000             # 100M (hours; ~30 GB disk)
 
-Prints events/s (batches of 1,000 and single-event requests), p50/p99 latency per query,
+Prints events/s (batches of 1,000 and single-event requests) with the CPU the server and
+the benchmark's own clients spend on each, p50/p99 latency per query,
 the time an event takes to become visible, the slowdown of queries during ingestion, disk
 bytes per event, peak server memory, and the raw-scan baseline with its ratio.
 """
@@ -183,6 +184,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuShare:
+    """The CPU the server and this benchmark's own clients use from now on: on one machine
+    they share its cores, so a rate is bound by what both spend on each event."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._server = cpu_seconds(pid)
+        self._clients = time.process_time()
+
+    def per(self, count: int, elapsed: float, what: str) -> str:
+        server = cpu_seconds(self._pid) - self._server
+        clients = time.process_time() - self._clients
+        return (
+            f"the server {server / count * 1e6:,.1f} us a {what} ({server / elapsed:.2f} cores), "
+            f"the benchmark's clients {clients / count * 1e6:,.1f} us ({clients / elapsed:.2f} cores); "
+            f"{os.cpu_count()} cores"
+        )
+
+
 def settle(pid: int, limit: float = 600.0) -> float:
     """Wait until the server is idle (under 5% of a core for three seconds in a row): the
     rolling up, compaction and quiet checkpoint of what was just ingested are done, so
@@ -309,7 +329,7 @@ def main() -> None:
                 with lock:
                     finished.append(time.perf_counter())
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), CpuShare(server.pid)
     with ThreadPoolExecutor(args.clients) as pool:
         for future in [pool.submit(ingest_client) for _ in range(args.clients)]:
             future.result()
@@ -318,12 +338,16 @@ def main() -> None:
         f"ingest, batches of 1,000: {batches * 1000 / elapsed:,.0f} events/s ({elapsed:.1f} s)"
         f"   target >= 150,000"
     )
+    print(f"  CPU {cpu.per(batches * 1000, elapsed, 'event')}")
     tenth = batches // 10
     if tenth:
         first = tenth * 1000 / (finished[tenth - 1] - started)
         last = tenth * 1000 / (finished[-1] - finished[-tenth - 1])
         print(f"  first tenth {first:,.0f} events/s, last tenth {last:,.0f} events/s   target: last >= first")
 
+    # Measured on a settled server, so the rolling up of the batches above is not counted
+    # in what a single event costs (before the fifteenth session it was).
+    print(f"  settled (rolling up and compaction done) {settle(server.pid):.0f} s later")
     single = iter(range(args.single))
 
     def single_client() -> None:
@@ -341,12 +365,13 @@ def main() -> None:
                 }
                 client.post(f"{base}/organization/usage/events", json={"events": [event]}).raise_for_status()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), CpuShare(server.pid)
     with ThreadPoolExecutor(args.clients * 4) as pool:
         for future in [pool.submit(single_client) for _ in range(args.clients * 4)]:
             future.result()
     elapsed = time.perf_counter() - started
     print(f"ingest, single-event requests: {args.single / elapsed:,.0f} requests/s   target >= 3,000")
+    print(f"  CPU {cpu.per(args.single, elapsed, 'request')}")
 
     day0 = now - now % DAY
     some_projects = data.projects[:5]
