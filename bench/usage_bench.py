@@ -197,7 +197,7 @@ class CpuShare:
         server = cpu_seconds(self._pid) - self._server
         clients = time.process_time() - self._clients
         return (
-            f"the server {server / count * 1e6:,.1f} us a {what} ({server / elapsed:.2f} cores), "
+            f"the server {server / count * 1e6:,.1f} us per {what} ({server / elapsed:.2f} cores), "
             f"the benchmark's clients {clients / count * 1e6:,.1f} us ({clients / elapsed:.2f} cores); "
             f"{os.cpu_count()} cores"
         )
