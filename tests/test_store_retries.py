@@ -14,6 +14,9 @@ from openusage.server.events import EventRules, parse_events
 from openusage.store import DuckDBStore
 from openusage.store import duckdb as duckdb_store
 from openusage.store.recent_keys import HOUR, MAX_RUNS, NO_FLOOR, RecentKeys, floor_for, hour_ranges
+from openusage.store.urls import open_store
+
+from .conftest import DAY, run_cli, start_server, stop_server
 
 DAY0 = 1_700_006_400
 
@@ -169,3 +172,50 @@ def test_keys_are_read_back_in_ranges_of_hours() -> None:
     assert hour_ranges(oldest_first, 6) == [(20, 27), (27, 30), (30, 31)]
     assert hour_ranges(oldest_first, 2) == [(20, 27), (27, 29), (29, 30), (30, 31)]
     assert hour_ranges([], 10) == []
+
+
+def test_serve_holds_as_many_keys_as_it_is_told(tmp_path: Path) -> None:
+    """``serve --held-keys 0`` holds no key, so every commit asks the table: a retry still
+    counts once, before and after a restart. A count the store cannot take is refused."""
+    events = [
+        {"id": f"held-{i}", "type": "completions", "timestamp": DAY0 + i, "input_tokens": 1}
+        for i in range(40)
+    ]
+    for restart in (False, True):
+        running = start_server(tmp_path, "--lookback-days", "0", "--held-keys", "0")
+        try:
+            assert "0 keys held" in running.log_path.read_text()
+            if not restart:
+                assert running.ingest_ok(events[:30])["inserted"] == 30
+            answer = running.ingest_ok(events)
+            assert (answer["inserted"], answer["duplicates"]) == ((10, 30) if not restart else (0, 40))
+            page = running.page(
+                "/organization/usage/completions", {"start_time": DAY0, "end_time": DAY0 + DAY}
+            )
+            assert page["data"][0]["results"][0]["input_tokens"] == 40
+        finally:
+            stop_server(running)
+    (tmp_path / "default").mkdir()
+    default = start_server(tmp_path / "default")
+    stop_server(default)
+    assert f"{duckdb_store.RECENT_KEYS:,} keys held" in default.log_path.read_text()
+
+    negative = run_cli("serve", "--db", str(tmp_path / "usage.duckdb"), "--held-keys", "-1")
+    assert negative.returncode == 2
+    assert "--held-keys" in negative.stderr
+    on_chdb = run_cli("serve", "--store", f"chdb://{tmp_path / 'usage.chdb'}", "--held-keys", "10")
+    assert on_chdb.returncode == 1
+    assert "held keys (--held-keys) are the embedded store's" in on_chdb.stderr
+
+
+def test_a_store_opened_without_held_keys_finds_every_retry_in_the_table(tmp_path: Path) -> None:
+    store = open_store(f"duckdb://{tmp_path / 'store.duckdb'}", held_keys=0)
+    assert isinstance(store, DuckDBStore)
+    try:
+        first = hourly(0, 30)
+        assert store.append(first).inserted == 30
+        assert store._recent.size == 0  # nothing held: the table is asked
+        assert store.append([*first, *hourly(1, 10)]).duplicates == 30
+        assert stored_tokens(store) == 40
+    finally:
+        store.close()

@@ -62,6 +62,8 @@ class Settings:
     prices_path: Path | None = None
     #: the memory the store may use (None: the store's default, see ``default_memory_limit``)
     db_memory_limit: str | None = None
+    #: the embedded store: how many stored events' keys to hold in memory (None: its default)
+    held_keys: int | None = None
     #: a store URL (duckdb:///file, chdb:///dir, clickhouse://...) used instead of db_path
     store_url: str | None = None
     #: ClickHouse stores: delete events and rollup rows this many days after their time

@@ -17,6 +17,7 @@ from ..keyring import SCOPES, Keyring
 from ..server.connections import HEADER_TIMEOUT, connection_limits
 from ..server.events import MAX_STRING_LENGTH
 from ..settings import Settings, admin_key_problem
+from ..store.duckdb import RECENT_KEYS
 from .common import (
     DB_OPTION,
     EXIT_REFUSED,
@@ -72,6 +73,14 @@ GC_THRESHOLDS = (50_000, 20, 10)
     help="Memory the store may use, like 2GB: DuckDB spills to disk beyond it, chDB fails the query "
     "(default: DuckDB 512MB, chDB 90% of RAM). On DuckDB a limit far below the default can fail "
     "writes and, at worst, stop the database until a restart (docs/performance.md).",
+)
+@click.option(
+    "--held-keys",
+    type=click.IntRange(min=0, max=1_000_000_000),
+    default=None,
+    help="The embedded store: how many of the newest stored events' keys to hold in memory, 8 bytes "
+    "each, so that a commit looks in the table only for older keys and possible retries "
+    f"(default {RECENT_KEYS:,}; 0 looks up every key).",
 )
 @click.option(
     "--retention-days",
@@ -137,6 +146,7 @@ def serve(
     auth_failures_per_minute: int | None,
     header_timeout: float,
     memory_limit: str | None,
+    held_keys: int | None,
     prices_path: Path | None,
 ) -> None:
     """Serve the Usage API on the embedded database."""
@@ -145,7 +155,7 @@ def serve(
     from ..server import create_app
     from ..server.logs import logging_config
     from ..store import StoreUnavailable, open_store
-    from ..store.urls import default_memory_limit
+    from ..store.urls import default_memory_limit, store_scheme
 
     settings = _settings(
         db_path=db_path,
@@ -154,6 +164,7 @@ def serve(
         rate_limit_per_minute=rate_limit,
         prices_path=prices_path,
         db_memory_limit=memory_limit,
+        held_keys=held_keys,
         store_url=store_url,
         retention_days=retention_days,
         upstream_url=upstream_url,
@@ -187,7 +198,10 @@ def serve(
         ) from None
     try:
         store = open_store(
-            settings.store, memory_limit=settings.db_memory_limit, retention_days=settings.retention_days
+            settings.store,
+            memory_limit=settings.db_memory_limit,
+            retention_days=settings.retention_days,
+            held_keys=settings.held_keys,
         )
         keyring = Keyring(settings.resolved_keyring_path)
     except (StoreUnavailable, sqlite3.Error) as exc:
@@ -201,7 +215,9 @@ def serve(
         click.echo(f"\n    {secret}\n")
     base = f"http://{settings.host}:{settings.port}/v1"
     memory = settings.db_memory_limit or default_memory_limit(settings.store)
-    click.echo(f"Usage API on {base}  (store {settings.store}, memory limit {memory})")
+    held = RECENT_KEYS if settings.held_keys is None else settings.held_keys
+    keys = f", {held:,} keys held" if store_scheme(settings.store) == "duckdb" else ""
+    click.echo(f"Usage API on {base}  (store {settings.store}, memory limit {memory}{keys})")
     click.echo(f"Dashboard on http://{settings.host}:{settings.port}/")
     if settings.upstream_url:
         click.echo(

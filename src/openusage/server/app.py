@@ -254,7 +254,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state["store"] = store or open_store(
-            settings.store, memory_limit=settings.db_memory_limit, retention_days=settings.retention_days
+            settings.store,
+            memory_limit=settings.db_memory_limit,
+            retention_days=settings.retention_days,
+            held_keys=settings.held_keys,
         )
         try:
             async with admin.running():

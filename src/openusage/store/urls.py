@@ -47,7 +47,13 @@ def default_memory_limit(url: str) -> str:
     return "90% of RAM" if scheme == "chdb" else "the ClickHouse server's own"
 
 
-def open_store(url: str, *, memory_limit: str | None = None, retention_days: int | None = None) -> EventStore:
+def open_store(
+    url: str,
+    *,
+    memory_limit: str | None = None,
+    retention_days: int | None = None,
+    held_keys: int | None = None,
+) -> EventStore:
     scheme = store_scheme(url)
     if scheme == "duckdb":
         if retention_days is not None:
@@ -55,9 +61,18 @@ def open_store(url: str, *, memory_limit: str | None = None, retention_days: int
                 "retention (--retention-days) is kept by ClickHouse stores only, as a TTL; the embedded "
                 "store keeps every event"
             )
-        from .duckdb import DuckDBStore
+        from .duckdb import RECENT_KEYS, DuckDBStore
 
-        return DuckDBStore(duckdb_path(url), memory_limit=memory_limit)
+        return DuckDBStore(
+            duckdb_path(url),
+            memory_limit=memory_limit,
+            recent_keys=RECENT_KEYS if held_keys is None else held_keys,
+        )
+    if held_keys is not None:
+        raise StoreUnavailable(
+            "held keys (--held-keys) are the embedded store's; a ClickHouse store looks up retries "
+            "in its tables and drops repeated inserts by their tokens"
+        )
     from .clickhouse import ClickHouseStore
     from .clickhouse_connections import ChdbConnection, ServerConnection
 
