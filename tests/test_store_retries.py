@@ -3,6 +3,8 @@ key is held, older than those held, or stored before the store was reopened."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from openusage.store import duckdb as duckdb_store
 from openusage.store.recent_keys import HOUR, MAX_RUNS, NO_FLOOR, RecentKeys, floor_for, hour_ranges
 from openusage.store.urls import open_store
 
-from .conftest import DAY, run_cli, start_server, stop_server
+from .conftest import DAY, start_server, stop_server
 
 DAY0 = 1_700_006_400
 
@@ -184,7 +186,7 @@ def test_serve_holds_as_many_keys_as_it_is_told(tmp_path: Path) -> None:
     for restart in (False, True):
         running = start_server(tmp_path, "--lookback-days", "0", "--held-keys", "0")
         try:
-            assert "0 keys held" in running.log_path.read_text()
+            assert "memory limit 512MB, 0 keys held)" in running.log_path.read_text()
             if not restart:
                 assert running.ingest_ok(events[:30])["inserted"] == 30
             answer = running.ingest_ok(events)
@@ -198,12 +200,17 @@ def test_serve_holds_as_many_keys_as_it_is_told(tmp_path: Path) -> None:
     (tmp_path / "default").mkdir()
     default = start_server(tmp_path / "default")
     stop_server(default)
-    assert f"{duckdb_store.RECENT_KEYS:,} keys held" in default.log_path.read_text()
+    assert f"memory limit 512MB, {duckdb_store.RECENT_KEYS:,} keys held)" in default.log_path.read_text()
 
-    negative = run_cli("serve", "--db", str(tmp_path / "usage.duckdb"), "--held-keys", "-1")
+    def refused(*args: str) -> subprocess.CompletedProcess[str]:
+        # a server that starts instead would run until the timeout
+        command = [sys.executable, "-m", "openusage", "serve", "--held-keys", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    negative = refused("-1", "--db", str(tmp_path / "usage.duckdb"))
     assert negative.returncode == 2
     assert "--held-keys" in negative.stderr
-    on_chdb = run_cli("serve", "--store", f"chdb://{tmp_path / 'usage.chdb'}", "--held-keys", "10")
+    on_chdb = refused("10", "--store", f"chdb://{tmp_path / 'usage.chdb'}")
     assert on_chdb.returncode == 1
     assert "held keys (--held-keys) are the embedded store's" in on_chdb.stderr
 
