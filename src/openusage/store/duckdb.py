@@ -111,7 +111,8 @@ def rows_table(rows: Sequence[Row], *, given_only: bool = False) -> pa.Table:
     With ``given_only``, a column that holds its table default in every row (a dimension
     no row has, a metric at 0 in all) is left out, and the insert leaves it to the default:
     an event kind fills about half the columns, and every column DuckDB reads costs a
-    commit the same whatever its rows (8 events: 3.9 -> 2.9 ms, docs/performance.md)."""
+    commit about the same whatever its rows (8 rows of all 37 columns: 0.96 ms to read,
+    docs/performance.md)."""
     arrays = {}
     for name, values in zip(COLUMNS, zip(*rows, strict=True), strict=True):
         if given_only and name in DEFAULTS and values.count(DEFAULTS[name]) == len(values):
