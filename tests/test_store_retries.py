@@ -226,3 +226,25 @@ def test_a_store_opened_without_held_keys_finds_every_retry_in_the_table(tmp_pat
         assert stored_tokens(store) == 40
     finally:
         store.close()
+
+
+def test_after_resent_events_commits_look_first_until_one_holds_none(tmp_path: Path) -> None:
+    """Resends come in runs: a commit that met one makes the next look for stored keys
+    before it inserts (no insert to roll back), until a commit of new events only. The
+    count is the same either way; only the order of statements differs."""
+    store = DuckDBStore(tmp_path / "store.duckdb")
+    try:
+        first = hourly(0, 30)
+        assert store.append(first).inserted == 30
+        assert not store._resending
+        assert store.append(first).duplicates == 30
+        assert store._resending
+        mixed = store.append([*first[:10], *hourly(1, 10)])
+        assert (mixed.inserted, mixed.duplicates) == (10, 10)
+        assert store._resending
+        assert store.append(hourly(2, 10)).inserted == 10  # new events only: looked first, then
+        assert not store._resending
+        assert store.append(hourly(2, 10)).duplicates == 10
+        assert stored_tokens(store) == 50
+    finally:
+        store.close()
