@@ -56,7 +56,7 @@ from .clickhouse_rollups import (
     rebuild_rollups,
     replicated,
 )
-from .duckdb import numbered, price_table, rows_table
+from .duckdb import note_spans, numbered, price_table, rows_table
 from .rollups import ROLLUPS, Extent, Plan, choose
 
 VERSION = 3
@@ -298,11 +298,7 @@ class ClickHouseStore:
         self._unfinished = None
         if self._journal is not None:
             self._journal.finished()
-        spans = block.group_by("kind").aggregate([("ts", "count"), ("ts", "min"), ("ts", "max")])
-        columns = (spans[c].to_pylist() for c in ("kind", "ts_count", "ts_min", "ts_max"))
-        for kind, n, lo, hi in zip(*columns, strict=True):
-            before = self._spans.get(kind, [0, lo, hi])
-            self._spans[kind] = [before[0] + n, min(before[1], lo), max(before[2], hi)]
+        note_spans(self._spans, block)
 
     def rollup_rows(self) -> dict[str, int]:
         """Rows in each rollup table, by table name (parts not merged yet counted apart;
