@@ -228,23 +228,37 @@ def test_a_store_opened_without_held_keys_finds_every_retry_in_the_table(tmp_pat
         store.close()
 
 
-def test_after_resent_events_commits_look_first_until_one_holds_none(tmp_path: Path) -> None:
+def test_after_resent_events_commits_look_first_until_one_holds_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Resends come in runs: a commit that met one makes the next look for stored keys
     before it inserts (no insert to roll back), until a commit of new events only. The
-    count is the same either way; only the order of statements differs."""
+    count is the same either way; which commits inserted first is read from the store's
+    own insert, watched as it runs."""
     store = DuckDBStore(tmp_path / "store.duckdb")
+    inserted_first: list[bool] = []
+    insert_hashed = DuckDBStore._insert_hashed
+
+    def watched(*args: Any) -> Any:
+        inserted_first[-1] = True
+        return insert_hashed(*args)
+
+    monkeypatch.setattr(DuckDBStore, "_insert_hashed", staticmethod(watched))
+
+    def append(batch: list[tuple[Any, ...]]) -> Any:
+        inserted_first.append(False)
+        return store.append(batch)
+
     try:
         first = hourly(0, 30)
-        assert store.append(first).inserted == 30
-        assert not store._resending
-        assert store.append(first).duplicates == 30
-        assert store._resending
-        mixed = store.append([*first[:10], *hourly(1, 10)])
+        assert append(first).inserted == 30
+        assert append(first).duplicates == 30  # inserted, rolled back, looked up
+        mixed = append([*first[:10], *hourly(1, 10)])
         assert (mixed.inserted, mixed.duplicates) == (10, 10)
-        assert store._resending
-        assert store.append(hourly(2, 10)).inserted == 10  # new events only: looked first, then
-        assert not store._resending
-        assert store.append(hourly(2, 10)).duplicates == 10
-        assert stored_tokens(store) == 50
+        assert append(hourly(2, 10)).inserted == 10  # new events only: ends the run
+        assert append(hourly(3, 10)).inserted == 10
+        assert append(hourly(3, 10)).duplicates == 10
+        assert inserted_first == [True, True, False, False, True, True]
+        assert stored_tokens(store) == 60
     finally:
         store.close()
