@@ -22,6 +22,7 @@ of the growth at 10M before store version 3) is loaded a little at a time and ad
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,38 @@ def test_memory_does_not_grow_with_stored_events(tmp_path: Path) -> None:
     assert large <= small + TOLERANCE_MIB, (
         f"peak memory grew from {small} MiB at 40,000 events to {large} MiB at 760,000"
     )
+
+
+def duckdb_memory(store: DuckDBStore) -> tuple[int, str]:
+    """DuckDB's memory in use, in bytes, and its limit as DuckDB shows it."""
+    with store._own_cursor(None) as cursor:
+        ((used,),) = cursor.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()
+        ((limit,),) = cursor.execute("SELECT current_setting('memory_limit')").fetchall()
+    return int(used), str(limit)
+
+
+def test_the_roller_keeps_room_in_duckdbs_memory_and_its_limit_unchanged(tmp_path: Path) -> None:
+    """Queries run faster with free memory than at DuckDB's limit (docs/performance.md): the
+    roller evicts cached data down to half the limit once it passes three quarters. What
+    it evicts stays readable (cached blocks are read again, temporary ones spilled)."""
+    limit = 64 * 2**20
+    store = DuckDBStore(tmp_path / "room.duckdb", memory_limit="64MiB")
+    try:
+        shown = duckdb_memory(store)[1]
+        with store._own_cursor(None) as cursor:
+            with store._write_lock:  # the roller evicts under it: not before this is seen
+                cursor.execute(
+                    "CREATE TEMP TABLE filler AS "
+                    "SELECT range AS n, repeat('x', 200) || range AS s FROM range(300000)"
+                )
+                assert duckdb_memory(store)[0] > 0.75 * limit  # what a full cache looks like
+            deadline = time.monotonic() + 30
+            while duckdb_memory(store)[0] > 0.55 * limit:
+                assert time.monotonic() < deadline, f"still {duckdb_memory(store)[0]:,} bytes in use"
+                time.sleep(0.1)
+            assert duckdb_memory(store)[1] == shown
+            assert cursor.execute("SELECT count(*), sum(n) FROM filler").fetchall() == [
+                (300_000, 300_000 * 299_999 // 2)
+            ]
+    finally:
+        store.close()
