@@ -32,7 +32,7 @@ from ..dashboard import dashboard_routes
 from ..gateway import PROXIED_METHODS, Gateway, GatewaySettings, Spool
 from ..keyring import READ, WRITE, ApiKey, Keyring
 from ..settings import Settings
-from ..store import EventStore, StoreFull, WriteUnfinished, open_store
+from ..store import EventStore, StoreFull, StoreOutOfMemory, WriteUnfinished, open_store
 from ..store.base import AppendResult, Row
 from .batches import fast_rows
 from .commits import GroupCommitter
@@ -293,9 +293,17 @@ def create_app(
                 )
             else:
                 results_for = usage_results(query, state["store"])
-            page = await run_in_threadpool(
-                build_page, query, results_for=results_for, signer=signer, now=int(clock()), limits=limits
-            )
+            try:
+                page = await run_in_threadpool(
+                    build_page, query, results_for=results_for, signer=signer, now=int(clock()), limits=limits
+                )
+            except StoreOutOfMemory as exc:
+                raise ApiError(
+                    503,
+                    f"The query was not answered: {exc}. Ask for fewer groups or buckets, or a shorter "
+                    "range, or start the server with a larger --memory-limit.",
+                    type="server_error",
+                ) from None
             return json_response(page)
 
         return handler
@@ -323,6 +331,14 @@ def create_app(
             result = await store_rows(rows)
         except StoreFull as full:
             raise ApiError(507, f"The batch was not stored: {full}.", type="server_error") from None
+        except StoreOutOfMemory as exc:
+            raise ApiError(
+                503,
+                f"The batch was not stored: {exc}. Send it again (in smaller batches if this "
+                "recurs), or start the server with a larger --memory-limit.",
+                type="server_error",
+                headers={"Retry-After": "1"},
+            ) from None
         except WriteUnfinished as unfinished:
             raise ApiError(
                 503,

@@ -8,6 +8,7 @@ from .base import (
     EventStore,
     ResultShape,
     StoreFull,
+    StoreOutOfMemory,
     StoreUnavailable,
     WriteUnfinished,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "EventStore",
     "ResultShape",
     "StoreFull",
+    "StoreOutOfMemory",
     "StoreUnavailable",
     "WriteUnfinished",
     "open_store",

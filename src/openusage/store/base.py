@@ -61,6 +61,11 @@ class StoreFull(Exception):
     """The store's disk has too little room to take a write safely; nothing was written."""
 
 
+class StoreOutOfMemory(Exception):
+    """The engine reached its memory limit answering a query or taking a write (a page of
+    more results than the limit holds, say); nothing was written. The message names the limit."""
+
+
 class WriteUnfinished(Exception):
     """A write failed midway, so part of it may be stored; nothing was acknowledged. The
     store completes it before its next write, and a retried batch counts once."""

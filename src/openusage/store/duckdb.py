@@ -39,6 +39,7 @@ from .base import (
     Row,
     Stored,
     StoreFull,
+    StoreOutOfMemory,
     StoreUnavailable,
     check_column,
     encode_results,
@@ -316,6 +317,9 @@ class DuckDBStore:
                     if fresh.any():
                         cursor.execute(insert)
                 cursor.execute("COMMIT")
+            except duckdb.OutOfMemoryException as exc:
+                cursor.execute("ROLLBACK")
+                raise self._out_of_memory(exc) from None
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
@@ -525,6 +529,23 @@ class DuckDBStore:
         with self._own_cursor(None) as cursor:
             return self._next_seq - 1 - RollupTables.watermark(cursor)
 
+    def _out_of_memory(self, exc: duckdb.OutOfMemoryException) -> StoreOutOfMemory:
+        """DuckDB's running out of its memory as the store's own error, which names the
+        limit; what held the memory is logged, for whoever sets limits."""
+        log.warning("out of memory: %s; DuckDB's memory by use: %s", exc, self._memory())
+        return StoreOutOfMemory(
+            f"the store ran out of its memory limit ({self._memory_limit / 2**20:,.0f} MiB)"
+        )
+
+    @contextmanager
+    def _within_memory(self) -> Iterator[None]:
+        """A read that needs more memory than the limit allows (one bucket of more results
+        than it holds, say) fails as ``StoreOutOfMemory``, not as an engine fault."""
+        try:
+            yield
+        except duckdb.OutOfMemoryException as exc:
+            raise self._out_of_memory(exc) from None
+
     @contextmanager
     def _own_cursor(self, cursor: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
         if cursor is not None:
@@ -602,9 +623,10 @@ class DuckDBStore:
 
             fetch = sums
         n = len(groups)
-        rows = fetch(True)
-        if past_64_bits(rows, n):
-            rows = fetch(False)
+        with self._within_memory():
+            rows = fetch(True)
+            if past_64_bits(rows, n):
+                rows = fetch(False)
         return [(r[0], r[1 : 1 + n], r[1 + n :]) for r in rows]
 
     def aggregate_json(self, query: Aggregation, shape: ResultShape) -> list[EncodedBucket]:
@@ -636,13 +658,14 @@ class DuckDBStore:
             return build
 
         plan = self.plan(query)
-        try:
-            # DuckDB writes 64-bit integers faster than 128-bit ones (9,700 results at 1M
-            # events: 19.0 -> 16.6 ms); a sum past 64 bits fails its cast (never wraps), and
-            # then every sum is written from 128 bits.
-            rows = self._read(self._cursor(), query, plan, written(narrow=True))
-        except duckdb.ConversionException:
-            rows = self._read(self._cursor(), query, plan, written(narrow=False))
+        with self._within_memory():
+            try:
+                # DuckDB writes 64-bit integers faster than 128-bit ones (9,700 results at 1M
+                # events: 19.0 -> 16.6 ms); a sum past 64 bits fails its cast (never wraps),
+                # and then every sum is written from 128 bits.
+                rows = self._read(self._cursor(), query, plan, written(narrow=True))
+            except duckdb.ConversionException:
+                rows = self._read(self._cursor(), query, plan, written(narrow=False))
         return [(int(b), int(n), text) for b, n, text in rows]
 
     @staticmethod
@@ -841,7 +864,8 @@ class DuckDBStore:
         cursor = self._cursor()
         cursor.register("incoming_prices", table)
         try:
-            rows = self._read(cursor, base, self.plan(base), build)
+            with self._within_memory():
+                rows = self._read(cursor, base, self.plan(base), build)
         except duckdb.OutOfRangeException as exc:  # past DECIMAL(38,18)
             raise AmountsOutOfRange(str(exc)) from None
         finally:
