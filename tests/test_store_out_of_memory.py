@@ -21,12 +21,15 @@ from openusage.server import create_app
 from openusage.server.events import EventRules, parse_events
 from openusage.settings import Settings
 from openusage.store import DuckDBStore, StoreOutOfMemory
-from openusage.store.base import Row
+from openusage.store.base import Aggregation, Row
+from openusage.store.rollup_tables import DATABASE
 
 from .conftest import ADMIN_KEY, DAY, start_server, stop_server
 from .test_server_errors import check_error
 
 DAY0 = 1_700_006_400
+#: the first id number of the events a squeezed store holds before each test
+STORED = 1_000_000
 COMPLETIONS = "/organization/usage/completions"
 
 
@@ -53,18 +56,45 @@ def rows(events: list[dict[str, Any]]) -> list[Row]:
 
 @pytest.fixture
 def squeezed(tmp_path: Path) -> Any:
-    """A store whose DuckDB memory limit is set to 2 MB (the store's own stays 64 MiB), and
-    a function that gives DuckDB its limit back."""
+    """A store of 20,000 events whose DuckDB memory limit is set to 2 MB (the store's own
+    stays 64 MiB), and a function that gives DuckDB its limit back."""
     store = DuckDBStore(tmp_path / "squeezed.duckdb", memory_limit="64MiB")
-    store.append(rows(long_events(10)))
+    store.append(rows(long_events(20_000, first=STORED)))
 
     def set_limit(limit: str) -> None:
-        with store._write_lock:  # no commit needs memory while the limit changes
+        # Neither a roll nor a commit runs meanwhile; written out, the events can be evicted.
+        with store._maintenance_lock, store._write_lock:
+            store._con.execute("CHECKPOINT")
+            store._con.execute(f"CHECKPOINT {DATABASE}")
             store._con.execute(f"SET memory_limit = '{limit}'")
 
     set_limit("2MB")
     yield store, lambda: set_limit("64MiB")
     store.close()
+
+
+def test_sums_of_more_groups_than_memory_holds_fail_naming_the_limit(squeezed: Any) -> None:
+    store, give_back = squeezed
+    by_user_and_key = Aggregation(
+        "completions", [(DAY0, DAY0 + DAY)], DAY, ("user_id", "api_key_id"), {}, ("input_tokens",)
+    )
+    with pytest.raises(StoreOutOfMemory, match=r"memory limit \(64 MiB\)"):
+        store.aggregate(by_user_and_key)
+    give_back()
+    assert len(store.aggregate(by_user_and_key)) == 20_000
+
+
+def test_costs_of_more_keys_than_memory_holds_get_a_503(squeezed: Any, tmp_path: Path) -> None:
+    store, give_back = squeezed
+    settings = Settings(db_path=tmp_path / "squeezed.duckdb", admin_key=ADMIN_KEY, lookback_days=None)
+    params = {"start_time": DAY0, "end_time": DAY0 + DAY, "group_by": "api_key_id"}
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with TestClient(create_app(settings, store=store), base_url="http://test/v1") as http:
+        refused = http.get("/organization/costs", params=params, headers=headers)
+        assert "memory limit (64 MiB)" in check_error(refused, 503, None)["message"]
+        give_back()
+        answered = http.get("/organization/costs", params=params, headers=headers)
+        assert answered.status_code == 200
 
 
 def test_a_query_of_more_results_than_memory_holds_gets_a_503_naming_the_limit(tmp_path: Path) -> None:
