@@ -11,6 +11,7 @@ DuckDB's own limit under the store for a moment (as the roller does to make room
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from openusage.server import create_app
 from openusage.server.events import EventRules, parse_events
 from openusage.settings import Settings
 from openusage.store import DuckDBStore, StoreOutOfMemory
-from openusage.store.base import Aggregation, Row
+from openusage.store.base import Aggregation, LinearItem, PricedAggregation, Row
 from openusage.store.rollup_tables import DATABASE
 
 from .conftest import ADMIN_KEY, DAY, start_server, stop_server
@@ -84,17 +85,25 @@ def test_sums_of_more_groups_than_memory_holds_fail_naming_the_limit(squeezed: A
     assert len(store.aggregate(by_user_and_key)) == 20_000
 
 
-def test_costs_of_more_keys_than_memory_holds_get_a_503(squeezed: Any, tmp_path: Path) -> None:
+def test_priced_sums_of_more_keys_than_memory_holds_fail_naming_the_limit(squeezed: Any) -> None:
+    """What costs grouped by key are priced from."""
     store, give_back = squeezed
-    settings = Settings(db_path=tmp_path / "squeezed.duckdb", admin_key=ADMIN_KEY, lookback_days=None)
-    params = {"start_time": DAY0, "end_time": DAY0 + DAY, "group_by": "api_key_id"}
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    with TestClient(create_app(settings, store=store), base_url="http://test/v1") as http:
-        refused = http.get("/organization/costs", params=params, headers=headers)
-        assert "memory limit (64 MiB)" in check_error(refused, 503, None)["message"]
-        give_back()
-        answered = http.get("/organization/costs", params=params, headers=headers)
-        assert answered.status_code == 200
+    tokens = LinearItem("input", "tokens", (("input_tokens", 1),))
+    by_key = PricedAggregation(
+        base=Aggregation(
+            "completions", [(DAY0, DAY0 + DAY)], DAY, ("api_key_id", "model"), {}, ("input_tokens",)
+        ),
+        items=(tokens,),
+        price_dimensions=("model",),
+        prices=[(DAY0, "m", "input", "m, input", Decimal("0.000001"), "tokens")],
+        output=("api_key_id",),
+    )
+    with pytest.raises(StoreOutOfMemory, match=r"memory limit \(64 MiB\)"):
+        store.aggregate_priced(by_key)
+    give_back()
+    priced = store.aggregate_priced(by_key)
+    assert len(priced) == 20_000
+    assert sum(amount for _, _, amount, _, _ in priced) == Decimal("0.02")
 
 
 def test_a_query_of_more_results_than_memory_holds_gets_a_503_naming_the_limit(tmp_path: Path) -> None:
