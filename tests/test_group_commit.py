@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from openusage.server.commits import GroupCommitter
+from openusage.server.commits import BULK_ROWS, GroupCommitter
 from openusage.server.events import EventRules, parse_events
 from openusage.store import AppendResult, DuckDBStore
 from openusage.store.base import Row
@@ -195,3 +195,101 @@ def test_batches_queued_behind_a_failed_commit_are_still_written(tmp_path: Path)
     assert isinstance(results[0], OSError)
     assert [(r.inserted, r.duplicates) for r in results[1:]] == [(2, 0), (3, 0)]  # type: ignore[union-attr]
     assert count == 5
+
+
+def bulk(prefix: str) -> list[Row]:
+    return rows(prefix, BULK_ROWS)
+
+
+def test_bulk_batches_of_several_clients_are_gathered_into_one_commit(tmp_path: Path) -> None:
+    """Four clients, each sending its next batch a while after its answer (as a client
+    makes and sends it), at different paces: once all four have been in hand together,
+    each commit waits for all four. The wait is made long here, so the test does not
+    depend on how fast anything runs; its bound is tested below."""
+    store = CountingStore(tmp_path / "gathered.duckdb")
+    store.commits = []
+
+    async def client(committer: GroupCommitter, number: int) -> None:
+        for turn in range(4):
+            await committer.append(bulk(f"c{number}-{turn}"))
+            await asyncio.sleep(0.01 * number)  # the clients come back one after another
+
+    async def run() -> None:
+        committer = GroupCommitter(store, bulk_wait=60)
+        await asyncio.wait_for(asyncio.gather(*(client(committer, n) for n in range(4))), 30)
+
+    asyncio.run(run())
+    assert store.commits == [4, 4, 4, 4]
+    (count,) = store._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+    assert count == 16 * BULK_ROWS
+    store.close()
+
+
+def test_a_lone_client_is_never_held_back_and_smaller_batches_never_wait(tmp_path: Path) -> None:
+    """With a wait of a minute, one client's sequence of bulk batches, and batches under
+    the bulk size (three together, then one alone), finish well within the test's bound:
+    nothing waits for batches that are not coming."""
+    store = CountingStore(tmp_path / "lone.duckdb")
+    store.commits = []
+
+    async def run() -> None:
+        committer = GroupCommitter(store, bulk_wait=60)
+        for turn in range(3):
+            await asyncio.wait_for(committer.append(bulk(f"lone-{turn}")), 20)
+        small = [committer.append(rows(f"small-{n}", BULK_ROWS - 1)) for n in range(3)]
+        await asyncio.wait_for(asyncio.gather(*small), 20)
+        await asyncio.wait_for(committer.append(rows("small-alone", BULK_ROWS - 1)), 20)
+
+    asyncio.run(run())
+    assert store.commits == [1, 1, 1, 3, 1]
+    store.close()
+
+
+def test_the_batches_being_written_count_among_those_expected(tmp_path: Path) -> None:
+    """One client's batch is being written while three others arrive: four were in hand
+    together, so the next commit waits for the first client's next batch too."""
+    store = CountingStore(tmp_path / "in-hand.duckdb")
+    store.commits = []
+    release = threading.Event()
+    original = store.append_batches
+
+    def first_held(batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
+        if not store.commits:
+            release.wait(30)
+        return original(batches)
+
+    store.append_batches = first_held  # type: ignore[method-assign]
+
+    async def run() -> None:
+        committer = GroupCommitter(store, bulk_wait=60)
+        first = asyncio.ensure_future(committer.append(bulk("a-0")))
+        await asyncio.sleep(0.05)  # its commit is being written (and held)
+        others = [asyncio.ensure_future(committer.append(bulk(f"{c}-0"))) for c in "bcd"]
+        await asyncio.sleep(0.05)
+        release.set()
+        await first
+        await committer.append(bulk("a-1"))  # the first client's next batch
+        await asyncio.wait_for(asyncio.gather(*others), 20)
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), 30))
+    finally:
+        store.append_batches = original  # type: ignore[method-assign]
+    assert store.commits == [1, 4]
+    store.close()
+
+
+def test_a_client_that_stops_is_waited_for_at_most_the_bulk_wait(tmp_path: Path) -> None:
+    """Three clients send together, then one sends alone: its batch is committed once the
+    wait (0.2 s here) is over, not held while others are expected."""
+    store = CountingStore(tmp_path / "stopped.duckdb")
+    store.commits = []
+
+    async def run() -> None:
+        committer = GroupCommitter(store, bulk_wait=0.2)
+        await asyncio.gather(*(committer.append(bulk(f"together-{n}")) for n in range(3)))
+        await asyncio.wait_for(committer.append(bulk("alone")), 20)
+
+    asyncio.run(run())
+    assert store.commits == [3, 1]
+    store.close()
