@@ -7,6 +7,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from openusage.server import commits
 from openusage.server.commits import BULK_ROWS, GroupCommitter
 from openusage.server.events import EventRules, parse_events
 from openusage.store import AppendResult, DuckDBStore
@@ -279,9 +282,12 @@ def test_the_batches_being_written_count_among_those_expected(tmp_path: Path) ->
     store.close()
 
 
-def test_a_client_that_stops_is_waited_for_at_most_the_bulk_wait(tmp_path: Path) -> None:
+def test_a_client_that_stops_is_waited_for_at_most_the_bulk_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Three clients send together, then one sends alone: its batch is committed once the
-    wait (0.2 s here) is over, not held while others are expected."""
+    wait (0.2 s here) is over, not held while others are expected (for a minute here)."""
+    monkeypatch.setattr(commits, "BULK_MEMORY", 60)
     store = CountingStore(tmp_path / "stopped.duckdb")
     store.commits = []
 
