@@ -6,8 +6,8 @@ of them at once. Each request is answered only after the commit that holds its b
 Bulk loading gathers more. Each client has one batch in flight, so with four clients a
 commit of two batches is written while the other two clients are between their answer and
 their next batch, and commits stay at two batches. A larger commit costs less an event
-(2M events from 4 clients: 26.3-27.0 s and 41 s of the server's CPU one way, 21.6-22.2 s
-and 33-34 s gathering; docs/performance.md). So a commit of bulk batches waits, briefly,
+(2M events from 4 clients: 25.5-26.4 s and 40-41 s of the server's CPU one way, 20.2-21.0 s
+and 31-32 s gathering; docs/performance.md). So a commit of bulk batches waits, briefly,
 for as many of them as were in hand together lately; a lone client is never held back.
 """
 
@@ -76,8 +76,8 @@ class GroupCommitter:
         while True:
             self._arrived.clear()
             waiting = self._pending_bulk()
-            rows = sum(len(rows) for rows, _ in self._pending)
-            if not waiting or waiting >= self._expected_bulk() or rows >= self._max_rows:
+            events = sum(len(rows) for rows, _ in self._pending)
+            if not waiting or waiting >= self._expected_bulk() or events >= self._max_rows:
                 return
             try:
                 await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
