@@ -31,6 +31,11 @@ BULK_WAIT = 0.015
 BULK_MEMORY = 1.0
 
 
+def _bulk(queued: Sequence[tuple[Sequence[Row], object]]) -> int:
+    """How many of these batches are bulk loading."""
+    return sum(len(rows) >= BULK_ROWS for rows, _ in queued)
+
+
 class GroupCommitter:
     def __init__(self, store: EventStore, max_rows: int = 100_000, bulk_wait: float = BULK_WAIT) -> None:
         self._store = store
@@ -48,14 +53,11 @@ class GroupCommitter:
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._pending.append((rows, future))
         if len(rows) >= BULK_ROWS:
-            self._note_together(self._writing_bulk + self._pending_bulk())
+            self._note_together(self._writing_bulk + _bulk(self._pending))
         self._arrived.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         return await future
-
-    def _pending_bulk(self) -> int:
-        return sum(len(rows) >= BULK_ROWS for rows, _ in self._pending)
 
     def _note_together(self, count: int) -> None:
         now = asyncio.get_running_loop().time()
@@ -75,7 +77,7 @@ class GroupCommitter:
         deadline = loop.time() + self._bulk_wait
         while True:
             self._arrived.clear()
-            waiting = self._pending_bulk()
+            waiting = _bulk(self._pending)
             events = sum(len(rows) for rows, _ in self._pending)
             if not waiting or waiting >= self._expected_bulk() or events >= self._max_rows:
                 return
@@ -94,7 +96,7 @@ class GroupCommitter:
                 size += len(self._pending[taken][0])
                 taken += 1
             group, self._pending = self._pending[:taken], self._pending[taken:]
-            self._writing_bulk = sum(len(rows) >= BULK_ROWS for rows, _ in group)
+            self._writing_bulk = _bulk(group)
             try:
                 results = await run_in_threadpool(self._store.append_batches, [rows for rows, _ in group])
             except BaseException as exc:  # every waiting request learns of the failure

@@ -285,7 +285,7 @@ class DuckDBStore:
         stamps = table["ts"].to_numpy()
         names = ", ".join(table.column_names)
         insert = f"INSERT INTO events (seq, {names}) SELECT seq, {names} FROM incoming"
-        with self._write_lock:
+        with self._write_lock, self._within_memory():
             cursor = self._cursor()
             first = self._next_seq
             # Before the commit makes them visible: no reader sees a higher number.
@@ -317,9 +317,6 @@ class DuckDBStore:
                     if fresh.any():
                         cursor.execute(insert)
                 cursor.execute("COMMIT")
-            except duckdb.OutOfMemoryException as exc:
-                cursor.execute("ROLLBACK")
-                raise self._out_of_memory(exc) from None
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
@@ -539,8 +536,9 @@ class DuckDBStore:
 
     @contextmanager
     def _within_memory(self) -> Iterator[None]:
-        """A read that needs more memory than the limit allows (one bucket of more results
-        than it holds, say) fails as ``StoreOutOfMemory``, not as an engine fault."""
+        """A read or write that needs more memory than the limit allows (one bucket of more
+        results than it holds, say) fails as ``StoreOutOfMemory``, not as an engine fault
+        (a write after its rollback)."""
         try:
             yield
         except duckdb.OutOfMemoryException as exc:
