@@ -278,8 +278,8 @@ def test_the_batches_being_written_count_among_those_expected(tmp_path: Path) ->
         asyncio.run(asyncio.wait_for(run(), 30))
     finally:
         store.append_batches = original  # type: ignore[method-assign]
+        store.close()
     assert store.commits == [1, 4]
-    store.close()
 
 
 def test_a_client_that_stops_is_waited_for_at_most_the_bulk_wait(
