@@ -228,23 +228,43 @@ def test_bulk_batches_of_several_clients_are_gathered_into_one_commit(tmp_path: 
     store.close()
 
 
-def test_a_lone_client_is_never_held_back_and_smaller_batches_never_wait(tmp_path: Path) -> None:
-    """With a wait of a minute, one client's sequence of bulk batches, and batches under
-    the bulk size (three together, then one alone), finish well within the test's bound:
-    nothing waits for batches that are not coming."""
+def test_single_events_of_several_clients_are_gathered_into_one_commit(tmp_path: Path) -> None:
+    """Sixteen clients sending one event at a time, each coming back at its own pace: once
+    all sixteen have been in hand together, each commit waits for all sixteen (a commit
+    costs about the same for one event as for sixteen). The wait is made long here."""
+    store = CountingStore(tmp_path / "singles.duckdb")
+    store.commits = []
+
+    async def client(committer: GroupCommitter, number: int) -> None:
+        for turn in range(3):
+            await committer.append(rows(f"c{number}-{turn}", 1))
+            await asyncio.sleep(0.002 * number)
+
+    async def run() -> None:
+        committer = GroupCommitter(store, small_wait=60)
+        await asyncio.wait_for(asyncio.gather(*(client(committer, n) for n in range(16))), 30)
+
+    asyncio.run(run())
+    assert store.commits == [16, 16, 16]
+    (count,) = store._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+    assert count == 48
+    store.close()
+
+
+def test_a_lone_client_is_never_held_back(tmp_path: Path) -> None:
+    """With waits of a minute, one client's bulk batches and single events finish well
+    within the test's bound: nothing waits for requests that are not coming."""
     store = CountingStore(tmp_path / "lone.duckdb")
     store.commits = []
 
     async def run() -> None:
-        committer = GroupCommitter(store, bulk_wait=60)
+        committer = GroupCommitter(store, bulk_wait=60, small_wait=60)
         for turn in range(3):
             await asyncio.wait_for(committer.append(bulk(f"lone-{turn}")), 20)
-        small = [committer.append(rows(f"small-{n}", BULK_ROWS - 1)) for n in range(3)]
-        await asyncio.wait_for(asyncio.gather(*small), 20)
-        await asyncio.wait_for(committer.append(rows("small-alone", BULK_ROWS - 1)), 20)
+            await asyncio.wait_for(committer.append(rows(f"single-{turn}", 1)), 20)
 
     asyncio.run(run())
-    assert store.commits == [1, 1, 1, 3, 1]
+    assert store.commits == [1] * 6
     store.close()
 
 
@@ -282,19 +302,22 @@ def test_the_batches_being_written_count_among_those_expected(tmp_path: Path) ->
     assert store.commits == [1, 4]
 
 
-def test_a_client_that_stops_is_waited_for_at_most_the_bulk_wait(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("size", "waits"), [(BULK_ROWS, (0.2, 60)), (1, (60, 0.2))], ids=["bulk", "single"])
+def test_a_client_that_stops_is_waited_for_at_most_its_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, waits: tuple[float, float]
 ) -> None:
     """Three clients send together, then one sends alone: its batch is committed once the
-    wait (0.2 s here) is over, not held while others are expected (for a minute here)."""
-    monkeypatch.setattr(commits, "BULK_MEMORY", 60)
+    wait for its size (0.2 s here; the other wait is a minute) is over, not held while
+    others are expected (for a minute here)."""
+    monkeypatch.setattr(commits, "TOGETHER_MEMORY", 60)
     store = CountingStore(tmp_path / "stopped.duckdb")
     store.commits = []
+    bulk_wait, small_wait = waits
 
     async def run() -> None:
-        committer = GroupCommitter(store, bulk_wait=0.2)
-        await asyncio.gather(*(committer.append(bulk(f"together-{n}")) for n in range(3)))
-        await asyncio.wait_for(committer.append(bulk("alone")), 20)
+        committer = GroupCommitter(store, bulk_wait=bulk_wait, small_wait=small_wait)
+        await asyncio.gather(*(committer.append(rows(f"together-{n}", size)) for n in range(3)))
+        await asyncio.wait_for(committer.append(rows("alone", size)), 20)
 
     asyncio.run(run())
     assert store.commits == [3, 1]
