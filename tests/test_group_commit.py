@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,16 @@ class CountingStore(DuckDBStore):
         return super().append_batches(batches)
 
 
+@pytest.fixture
+def counting(tmp_path: Path) -> Iterator[CountingStore]:
+    """A counting store, closed whatever the test does (a store left open at exit aborts
+    the interpreter)."""
+    store = CountingStore(tmp_path / "counting.duckdb")
+    store.commits = []
+    yield store
+    store.close()
+
+
 def rows(prefix: str, count: int) -> list[Row]:
     events = [
         {"id": f"{prefix}-{i}", "type": "embeddings", "timestamp": 1_700_000_000 + i, "input_tokens": 1}
@@ -34,29 +44,23 @@ def rows(prefix: str, count: int) -> list[Row]:
     return parse_events(events, EventRules(now=1_800_000_000))
 
 
-def test_concurrent_batches_share_commits_and_count_their_own_duplicates(tmp_path: Path) -> None:
-    store = CountingStore(tmp_path / "group.duckdb")
-    store.commits = []
-
+def test_concurrent_batches_share_commits_and_count_their_own_duplicates(counting: CountingStore) -> None:
     async def run() -> list[AppendResult]:
-        committer = GroupCommitter(store)
+        committer = GroupCommitter(counting)
         batches = [rows(f"b{n}", 200) for n in range(20)]
         batches.append(rows("b0", 200))  # a client retrying its batch while the others go in
         return await asyncio.gather(*(committer.append(batch) for batch in batches))
 
     results = asyncio.run(run())
     assert [(r.inserted, r.duplicates) for r in results] == [(200, 0)] * 20 + [(0, 200)]
-    assert sum(store.commits) == 21 and len(store.commits) < 21, "batches shared commits"
-    (count,) = store._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+    assert sum(counting.commits) == 21 and len(counting.commits) < 21, "batches shared commits"
+    (count,) = counting._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
     assert count == 4000
-    store.close()
 
 
-def test_a_failed_commit_fails_every_request_in_it_and_the_next_one_works(tmp_path: Path) -> None:
-    store = CountingStore(tmp_path / "fail.duckdb")
-    store.commits = []
+def test_a_failed_commit_fails_every_request_in_it_and_the_next_one_works(counting: CountingStore) -> None:
     calls = {"n": 0}
-    original = store.append_batches
+    original = counting.append_batches
 
     def flaky(batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
         calls["n"] += 1
@@ -64,10 +68,10 @@ def test_a_failed_commit_fails_every_request_in_it_and_the_next_one_works(tmp_pa
             raise OSError("disk full")
         return original(batches)
 
-    store.append_batches = flaky  # type: ignore[method-assign]
+    counting.append_batches = flaky  # type: ignore[method-assign]
 
     async def run() -> tuple[list[object], AppendResult]:
-        committer = GroupCommitter(store)
+        committer = GroupCommitter(counting)
         first = await asyncio.gather(committer.append(rows("x", 5)), return_exceptions=True)
         second = await committer.append(rows("y", 5))
         return list(first), second
@@ -75,7 +79,6 @@ def test_a_failed_commit_fails_every_request_in_it_and_the_next_one_works(tmp_pa
     first, second = asyncio.run(run())
     assert isinstance(first[0], OSError)
     assert (second.inserted, second.duplicates) == (5, 0)
-    store.close()
 
 
 def test_a_retried_stored_batch_shares_a_commit_with_new_ones(tmp_path: Path) -> None:
@@ -204,13 +207,11 @@ def bulk(prefix: str) -> list[Row]:
     return rows(prefix, BULK_ROWS)
 
 
-def test_bulk_batches_of_several_clients_are_gathered_into_one_commit(tmp_path: Path) -> None:
+def test_bulk_batches_of_several_clients_are_gathered_into_one_commit(counting: CountingStore) -> None:
     """Four clients, each sending its next batch a while after its answer (as a client
     makes and sends it), at different paces: once all four have been in hand together,
     each commit waits for all four. The wait is made long here, so the test does not
     depend on how fast anything runs; its bound is tested below."""
-    store = CountingStore(tmp_path / "gathered.duckdb")
-    store.commits = []
 
     async def client(committer: GroupCommitter, number: int) -> None:
         for turn in range(4):
@@ -218,22 +219,19 @@ def test_bulk_batches_of_several_clients_are_gathered_into_one_commit(tmp_path: 
             await asyncio.sleep(0.01 * number)  # the clients come back one after another
 
     async def run() -> None:
-        committer = GroupCommitter(store, bulk_wait=60)
+        committer = GroupCommitter(counting, bulk_wait=60)
         await asyncio.wait_for(asyncio.gather(*(client(committer, n) for n in range(4))), 30)
 
     asyncio.run(run())
-    assert store.commits == [4, 4, 4, 4]
-    (count,) = store._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+    assert counting.commits == [4, 4, 4, 4]
+    (count,) = counting._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
     assert count == 16 * BULK_ROWS
-    store.close()
 
 
-def test_single_events_of_several_clients_are_gathered_into_one_commit(tmp_path: Path) -> None:
+def test_single_events_of_several_clients_are_gathered_into_one_commit(counting: CountingStore) -> None:
     """Sixteen clients sending one event at a time, each coming back at its own pace: once
     all sixteen have been in hand together, each commit waits for all sixteen (a commit
     costs about the same for one event as for sixteen). The wait is made long here."""
-    store = CountingStore(tmp_path / "singles.duckdb")
-    store.commits = []
 
     async def client(committer: GroupCommitter, number: int) -> None:
         for turn in range(3):
@@ -241,50 +239,64 @@ def test_single_events_of_several_clients_are_gathered_into_one_commit(tmp_path:
             await asyncio.sleep(0.002 * number)
 
     async def run() -> None:
-        committer = GroupCommitter(store, small_wait=60)
+        committer = GroupCommitter(counting, small_wait=60)
         await asyncio.wait_for(asyncio.gather(*(client(committer, n) for n in range(16))), 30)
 
     asyncio.run(run())
-    assert store.commits == [16, 16, 16]
-    (count,) = store._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+    assert counting.commits == [16, 16, 16]
+    (count,) = counting._con.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
     assert count == 48
-    store.close()
 
 
-def test_a_lone_client_is_never_held_back(tmp_path: Path) -> None:
-    """With waits of a minute, one client's bulk batches and single events finish well
-    within the test's bound: nothing waits for requests that are not coming."""
-    store = CountingStore(tmp_path / "lone.duckdb")
-    store.commits = []
+def test_a_commit_holding_a_bulk_batch_waits_as_bulk_loading_does(
+    counting: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk batch and a single event wait together, three requests expected: the commit
+    waits as long as bulk loading may (a minute here), not the single event's wait (none
+    here), and takes the third request when it comes."""
+    monkeypatch.setattr(commits, "TOGETHER_MEMORY", 60)
 
     async def run() -> None:
-        committer = GroupCommitter(store, bulk_wait=60, small_wait=60)
+        committer = GroupCommitter(counting, bulk_wait=60, small_wait=0)
+        await asyncio.gather(*(committer.append(rows(f"first-{n}", 1)) for n in range(3)))
+        mixed = [committer.append(bulk("bulk")), committer.append(rows("single", 1))]
+        pair = asyncio.ensure_future(asyncio.gather(*mixed))
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(asyncio.gather(pair, committer.append(rows("third", 1))), 20)
+
+    asyncio.run(run())
+    assert counting.commits == [3, 3]
+
+
+def test_a_lone_client_is_never_held_back(counting: CountingStore) -> None:
+    """With waits of a minute, one client's bulk batches and single events finish well
+    within the test's bound: nothing waits for requests that are not coming."""
+
+    async def run() -> None:
+        committer = GroupCommitter(counting, bulk_wait=60, small_wait=60)
         for turn in range(3):
             await asyncio.wait_for(committer.append(bulk(f"lone-{turn}")), 20)
             await asyncio.wait_for(committer.append(rows(f"single-{turn}", 1)), 20)
 
     asyncio.run(run())
-    assert store.commits == [1] * 6
-    store.close()
+    assert counting.commits == [1] * 6
 
 
-def test_the_batches_being_written_count_among_those_expected(tmp_path: Path) -> None:
+def test_the_batches_being_written_count_among_those_expected(counting: CountingStore) -> None:
     """One client's batch is being written while three others arrive: four were in hand
     together, so the next commit waits for the first client's next batch too."""
-    store = CountingStore(tmp_path / "in-hand.duckdb")
-    store.commits = []
     release = threading.Event()
-    original = store.append_batches
+    original = counting.append_batches
 
     def first_held(batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
-        if not store.commits:
+        if not counting.commits:
             release.wait(30)
         return original(batches)
 
-    store.append_batches = first_held  # type: ignore[method-assign]
+    counting.append_batches = first_held  # type: ignore[method-assign]
 
     async def run() -> None:
-        committer = GroupCommitter(store, bulk_wait=60)
+        committer = GroupCommitter(counting, bulk_wait=60)
         first = asyncio.ensure_future(committer.append(bulk("a-0")))
         await asyncio.sleep(0.05)  # its commit is being written (and held)
         others = [asyncio.ensure_future(committer.append(bulk(f"{c}-0"))) for c in "bcd"]
@@ -297,28 +309,24 @@ def test_the_batches_being_written_count_among_those_expected(tmp_path: Path) ->
     try:
         asyncio.run(asyncio.wait_for(run(), 30))
     finally:
-        store.append_batches = original  # type: ignore[method-assign]
-        store.close()
-    assert store.commits == [1, 4]
+        counting.append_batches = original  # type: ignore[method-assign]
+    assert counting.commits == [1, 4]
 
 
 @pytest.mark.parametrize(("size", "waits"), [(BULK_ROWS, (0.2, 60)), (1, (60, 0.2))], ids=["bulk", "single"])
 def test_a_client_that_stops_is_waited_for_at_most_its_wait(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, waits: tuple[float, float]
+    counting: CountingStore, monkeypatch: pytest.MonkeyPatch, size: int, waits: tuple[float, float]
 ) -> None:
     """Three clients send together, then one sends alone: its batch is committed once the
     wait for its size (0.2 s here; the other wait is a minute) is over, not held while
     others are expected (for a minute here)."""
     monkeypatch.setattr(commits, "TOGETHER_MEMORY", 60)
-    store = CountingStore(tmp_path / "stopped.duckdb")
-    store.commits = []
     bulk_wait, small_wait = waits
 
     async def run() -> None:
-        committer = GroupCommitter(store, bulk_wait=bulk_wait, small_wait=small_wait)
+        committer = GroupCommitter(counting, bulk_wait=bulk_wait, small_wait=small_wait)
         await asyncio.gather(*(committer.append(rows(f"together-{n}", size)) for n in range(3)))
         await asyncio.wait_for(committer.append(rows("alone", size)), 20)
 
     asyncio.run(run())
-    assert store.commits == [3, 1]
-    store.close()
+    assert counting.commits == [3, 1]
