@@ -16,9 +16,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -109,17 +108,6 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     **{name: pa.bool_() if kind == "boolean" else pa.string() for name, kind in DIMENSIONS.items()},
     **{name: pa.int64() for name in METRIC_COLUMNS},
 }
-#: a set of metric columns
-Metrics = frozenset[str]
-
-
-class SqlFor(Protocol):
-    """A read's SQL and parameters, for a plan (None: raw events only), the watermark
-    (None: every visible event is rolled up) and the metrics that may be non-zero."""
-
-    def __call__(self, plan: Plan | None, rolled: int | None, nonzero: Metrics) -> tuple[str, list[Any]]: ...
-
-
 #: what the events' table stores for a column an insert leaves out (``schema.py``)
 DEFAULTS: dict[str, Any] = {**dict.fromkeys(DIMENSIONS), **dict.fromkeys(METRIC_COLUMNS, 0)}
 
@@ -227,18 +215,12 @@ class DuckDBStore:
         self._seq_ceiling = self._next_seq - 1
         #: the last commit held events stored before: the next looks before it inserts
         self._resending = False
-        nonzero = ", ".join(f"max({m}) > 0" for m in METRIC_COLUMNS)
-        kinds = self._con.execute(
-            f"SELECT kind, count(*), min(ts), max(ts), {nonzero} FROM events GROUP BY kind"
-        ).fetchall()
         #: per kind: [events, earliest ts, latest ts], for the router's cost model
-        self._spans: dict[str, list[int]] = {kind: [n, lo, hi] for kind, n, lo, hi, *_ in kinds}
-        #: per kind, the metrics some stored event may have above 0; the others sum to 0
-        #: without being read (most deployments never send audio, image or cache-write
-        #: tokens: 8 of completions' 17 in the benchmark's data; docs/performance.md)
-        self._nonzero: dict[str, Metrics] = {
-            kind: frozenset(m for m, above in zip(METRIC_COLUMNS, flags, strict=True) if above)
-            for kind, _, _, _, *flags in kinds
+        self._spans: dict[str, list[int]] = {
+            kind: [n, lo, hi]
+            for kind, n, lo, hi in self._con.execute(
+                "SELECT kind, count(*), min(ts), max(ts) FROM events GROUP BY kind"
+            ).fetchall()
         }
         self._recent = self._held_keys(recent_keys)
         self._rollups = RollupTables()
@@ -300,7 +282,6 @@ class DuckDBStore:
         rows = [row for batch in batches for row in batch]
         self._check_room(len(rows))
         table = rows_table(rows, given_only=True)
-        self._note_nonzero(table)
         stamps = table["ts"].to_numpy()
         names = ", ".join(table.column_names)
         insert = f"INSERT INTO events (seq, {names}) SELECT seq, {names} FROM incoming"
@@ -354,16 +335,6 @@ class DuckDBStore:
             results.append(AppendResult(inserted=inserted, duplicates=len(batch) - inserted))
             place += len(batch)
         return results
-
-    def _note_nonzero(self, table: pa.Table) -> None:
-        """Before its events can be read: the metrics a commit may make non-zero, for each
-        of its kinds (a metric left out of the table is 0 in every row). A commit that then
-        fails leaves the note, which costs a read only."""
-        given = frozenset(table.column_names).intersection(METRIC_COLUMNS)
-        for kind in set(table["kind"].unique().to_pylist()):
-            known = self._nonzero.get(kind, frozenset())
-            if not given <= known:
-                self._nonzero[kind] = known | given
 
     @staticmethod
     def _insert_hashed(cursor: duckdb.DuckDBPyConnection, insert: str, first: int) -> Hashes:
@@ -641,8 +612,8 @@ class DuckDBStore:
             plan = self.plan(query) if using == "auto" else using
 
             def sums(narrow: bool) -> list[tuple[Any, ...]]:
-                def build(plan: Plan | None, rolled: int | None, nonzero: Metrics) -> tuple[str, list[Any]]:
-                    sql, params = self._sum_sql(query, groups, metrics, nonzero, plan, rolled)
+                def build(plan: Plan | None, rolled: int | None) -> tuple[str, list[Any]]:
+                    sql, params = self._sum_sql(query, groups, metrics, plan, rolled)
                     sql = _narrowed(sql, groups, metrics) if narrow else sql
                     return f"{sql} ORDER BY {order}", params
 
@@ -667,7 +638,7 @@ class DuckDBStore:
         metrics = [check_column(m) for m in query.metrics]
         order = f" ORDER BY {', '.join(f'{g} NULLS FIRST' for g in groups)}" if groups else ""
 
-        def written(narrow: bool) -> SqlFor:
+        def written(narrow: bool) -> Callable[[Plan | None, int | None], tuple[str, list[Any]]]:
             sums = {m: f"CAST({m} AS BIGINT)" if narrow else m for m in metrics}
             values = {**dict.fromkeys(shape.fields, "NULL"), **sums, **{g: g for g in groups}}
             fields = ", ".join(
@@ -677,8 +648,8 @@ class DuckDBStore:
                 ]
             )
 
-            def build(plan: Plan | None, rolled: int | None, nonzero: Metrics) -> tuple[str, list[Any]]:
-                sql, params = self._sum_sql(query, groups, metrics, nonzero, plan, rolled)
+            def build(plan: Plan | None, rolled: int | None) -> tuple[str, list[Any]]:
+                sql, params = self._sum_sql(query, groups, metrics, plan, rolled)
                 results = f"'[' || string_agg(to_json(struct_pack({fields})), ','{order}) || ']'"
                 return f"SELECT b, count(*), {results} FROM ({sql}) GROUP BY b ORDER BY b", params
 
@@ -719,30 +690,12 @@ class DuckDBStore:
         cursor: duckdb.DuckDBPyConnection,
         query: Aggregation,
         plan: Plan | None,
-        build: SqlFor,
-    ) -> list[tuple[Any, ...]]:
-        """Run the query ``build`` makes for a plan, the watermark (None: every event
-        visible is rolled up) and the metrics to sum, in the snapshot the watermark was read
-        in. A plan that reads past the query's end holds only if no event lies there in
-        that snapshot; else the plan that stops at its last whole grain is read.
-
-        A metric noted non-zero after the query was made may be in events it read (a
-        commit notes its metrics before its events are visible): then it is read again."""
-        nonzero = self._nonzero.get(query.kind, frozenset())
-        while True:
-            rows = self._read_once(cursor, query, plan, partial(build, nonzero=nonzero))
-            noted = self._nonzero.get(query.kind, frozenset())
-            if noted <= nonzero:
-                return rows
-            nonzero = noted
-
-    def _read_once(
-        self,
-        cursor: duckdb.DuckDBPyConnection,
-        query: Aggregation,
-        plan: Plan | None,
         build: Callable[[Plan | None, int | None], tuple[str, list[Any]]],
     ) -> list[tuple[Any, ...]]:
+        """Run the query ``build`` makes for a plan and the watermark (None: every event
+        visible is rolled up), in the snapshot the watermark was read in. A plan that reads
+        past the query's end holds only if no event lies there in that snapshot; else the
+        plan that stops at its last whole grain is read."""
         if plan is None:
             sql, params = build(None, None)
             return cursor.execute(sql, params).fetchall()
@@ -765,7 +718,6 @@ class DuckDBStore:
         query: Aggregation,
         groups: list[str],
         metrics: list[str],
-        nonzero: Metrics,
         plan: Plan | None,
         rolled: int | None,
         only: tuple[str, list[str]] | None = None,
@@ -776,8 +728,7 @@ class DuckDBStore:
         watermark (``rolled``) are not in any rollup yet, so they are read raw too.
         Buckets after the first start on a width boundary; the first may start off one.
         ``only`` (a table, and dimensions) keeps the rows whose bucket and values of those
-        dimensions are a row of the table, before they are summed. Metrics not in
-        ``nonzero`` are 0 without being read.
+        dimensions are a row of the table, before they are summed.
         """
         first, last = query.buckets[0][0], query.buckets[-1][1]
         params: list[Any] = [first, query.width_seconds]
@@ -786,16 +737,15 @@ class DuckDBStore:
             params.append(value)
             return f"${len(params)}"
 
-        read = [m for m in metrics if m in nonzero]
-        columns = "".join(f", {c}" for c in [*groups, *read])
+        columns = ", ".join([*groups, *metrics])
         kind = _literal(query.kind)
-        raw = f"SELECT ts AS t{columns} FROM events WHERE kind = {kind} AND ts >= {{}} AND ts < {{}}"
+        raw = f"SELECT ts AS t, {columns} FROM events WHERE kind = {kind} AND ts >= {{}} AND ts < {{}}"
         if plan is None:
             parts = [raw.format(param(first), param(last))]
         else:
             # Each part costs DuckDB planning time, so empty ones are left out.
             parts = [
-                f"SELECT b AS t{columns} FROM {qualified(seg.rollup)} "
+                f"SELECT b AS t, {columns} FROM {qualified(seg.rollup)} "
                 f"WHERE b >= {param(seg.start)} AND b < {param(seg.end)}"
                 for seg in plan.segments
             ]
@@ -808,9 +758,9 @@ class DuckDBStore:
                 parts.append(raw.format(param(plan.start), param(end)) + f" AND seq > {param(rolled)}")
         where, filter_params = cls._filters(query, len(params) + 1)
         source = " UNION ALL ".join(part + where for part in parts)
-        # A metric no stored event of the kind has above 0 sums to 0 without being read.
-        sums = [f"sum({m})::HUGEINT AS {m}" if m in nonzero else f"0::HUGEINT AS {m}" for m in metrics]
-        select = ", ".join(["greatest(t - t % $2, $1) AS b", *groups, *sums])
+        select = ", ".join(
+            ["greatest(t - t % $2, $1) AS b", *groups, *(f"sum({m})::HUGEINT AS {m}" for m in metrics)]
+        )
         kept = ""
         if only is not None:
             table, dims = only
@@ -895,11 +845,10 @@ class DuckDBStore:
         ]
         select = ", ".join(["lines.b", *output])
 
-        def build(plan: Plan | None, rolled: int | None, nonzero: Metrics) -> tuple[str, list[Any]]:
+        def build(plan: Plan | None, rolled: int | None) -> tuple[str, list[Any]]:
             # Only the rows some price row is for are summed (a join after the sums made
             # DuckDB sum every row first: 128 against 70 ms at 1M events).
-            only = ("incoming_prices", price_dims)
-            fine, params = self._sum_sql(base, groups, metrics, nonzero, plan, rolled, only)
+            fine, params = self._sum_sql(base, groups, metrics, plan, rolled, ("incoming_prices", price_dims))
             sql = (
                 f"WITH fine AS ({fine}), lines AS ({lines}) "
                 f"SELECT {select}, sum(coalesce(lines.qty * prices.usd, 0)), "
