@@ -2,8 +2,8 @@
 
 Keys are stored only as SHA-256 hashes (they are long random tokens, so a fast hash is
 enough) and compared in constant time. SQLite lets `openusage keys ...` write from another
-process while the server runs: the server reads the file on every check, so a new key
-works, and a revoked key stops working, at once.
+process while the server runs: the server asks the file on every check whether anything
+changed since (``version``), so a new key works, and a revoked key stops working, at once.
 """
 
 from __future__ import annotations
@@ -187,6 +187,21 @@ class Keyring:
         if row is None or not hmac.compare_digest(row[-1], digest) or row[5] is not None:
             return None
         return ApiKey(*row[:-1])
+
+    def version(self) -> int:
+        """SQLite's data version of the file, as this thread sees it: a number that changes
+        whenever another connection commits to it (a key made or revoked, by this server or
+        by `openusage keys`). It never waits: a locked file raises ``sqlite3.Error``."""
+        db = getattr(self._readers, "version_db", None)
+        if db is None:
+            db = self._readers.version_db = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+        try:
+            (value,) = db.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            self._readers.version_db = None  # opened afresh next time
+            db.close()
+            raise
+        return int(value)
 
     def signing_secret(self) -> bytes:
         """The server's secret for cursors: made once, kept so cursors survive a restart."""
