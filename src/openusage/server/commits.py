@@ -3,11 +3,11 @@
 While one commit is being written, new batches wait in a queue; the next commit takes all
 of them at once. Each request is answered only after the commit that holds its batch.
 
-Much of a commit's cost is the same whatever it holds (in process, one event 3.6 ms,
-sixteen 5.5), so commits gather. Each client has one request in flight: with four clients
-loading, a commit of two batches was written while the other two clients were between
-their answer and their next batch, and commits stayed at two (2M events: 25.5-26.4 s one
-way, 20.2-21.0 s gathering); with sixteen clients sending single events, commits held two
+A commit costs about the same for one event as for sixteen (in process 2.9 and 3.0 ms),
+so commits gather. Each client has one request in flight: with four clients loading, a
+commit of two batches was written while the other two clients were between their answer
+and their next batch, and commits stayed at two (2M events: 25.5-26.4 s one way,
+20.2-21.0 s gathering); with sixteen clients sending single events, commits held two
 events (median), 880-1,030 requests/s, against 1,250-1,630 with sixteen a commit
 (docs/performance.md). So a commit waits, briefly, until as many requests wait as were in
 hand together lately; a lone client is never held back.
