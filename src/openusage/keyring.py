@@ -72,7 +72,8 @@ class ApiKey:
         return PERMISSIONS[self.scope]
 
 
-def _hash(secret: str) -> str:
+def secret_hash(secret: str) -> str:
+    """The form a key's secret is stored and looked up by."""
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -139,7 +140,7 @@ class Keyring:
                     key.id,
                     key.name,
                     key.scope,
-                    _hash(secret),
+                    secret_hash(secret),
                     key.redacted,
                     key.created_at,
                     key.project_id,
@@ -169,7 +170,7 @@ class Keyring:
 
     def find(self, secret: str) -> ApiKey | None:
         """The active key whose secret this is, or None."""
-        digest = _hash(secret)
+        digest = secret_hash(secret)
         # Every request asks: each thread keeps its connection open rather than pay for
         # opening one each time, and still reads the file, so revoking works at once.
         db = getattr(self._readers, "db", None)
