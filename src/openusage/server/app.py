@@ -32,7 +32,7 @@ from ..dashboard import dashboard_routes
 from ..gateway import PROXIED_METHODS, Gateway, GatewaySettings, Spool
 from ..keyring import READ, WRITE, ApiKey, Keyring, secret_hash
 from ..settings import Settings
-from ..store import EventStore, StoreFull, StoreOutOfMemory, WriteUnfinished, open_store
+from ..store import EventStore, StoreFull, StoreOutOfMemory, StoreRestarting, WriteUnfinished, open_store
 from ..store.base import AppendResult, Row
 from .batches import fast_rows
 from .commits import GroupCommitter
@@ -422,6 +422,11 @@ def create_app(
         assert isinstance(exc, ApiError)
         return json_response(exc.body(), exc.status, exc.headers)
 
+    async def store_restarting(request: Request, exc: Exception) -> Response:
+        # Any endpoint that reads or writes the store: the next request finds it open again.
+        error = ApiError(503, f"The request was not carried out: {exc}.", type="server_error")
+        return json_response(error.body(), error.status, {"Retry-After": "1"})
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         message = (
@@ -446,7 +451,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: api_error, HTTPException: http_error},
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            StoreRestarting: store_restarting,
+        },
     )
     app.add_middleware(ServerErrorMiddleware)
     app.add_middleware(RequestLogMiddleware)

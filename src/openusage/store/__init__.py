@@ -9,6 +9,7 @@ from .base import (
     ResultShape,
     StoreFull,
     StoreOutOfMemory,
+    StoreRestarting,
     StoreUnavailable,
     WriteUnfinished,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "ResultShape",
     "StoreFull",
     "StoreOutOfMemory",
+    "StoreRestarting",
     "StoreUnavailable",
     "WriteUnfinished",
     "open_store",

@@ -66,6 +66,12 @@ class StoreOutOfMemory(Exception):
     more results than the limit holds, say); nothing was written. The message names the limit."""
 
 
+class StoreRestarting(Exception):
+    """The database stopped after an error DuckDB cannot continue from, and is being opened
+    again: the request was not carried out, or (a write) perhaps in part; nothing
+    acknowledged is lost. The next request finds it open."""
+
+
 class WriteUnfinished(Exception):
     """A write failed midway, so part of it may be stored; nothing was acknowledged. The
     store completes it before its next write, and a retried batch counts once."""

@@ -10,6 +10,7 @@ range that no rollup grain covers and for the events not rolled up yet.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import duckdb
 import numpy as np
@@ -40,13 +41,16 @@ from .base import (
     Stored,
     StoreFull,
     StoreOutOfMemory,
+    StoreRestarting,
     StoreUnavailable,
+    WriteUnfinished,
     check_column,
     encode_results,
     memory_bytes,
     past_64_bits,
 )
 from .duckdb_names import BACKUP_DATABASE, quoted
+from .duckdb_reopening import ReopeningConnection
 from .duckdb_results import one_row
 from .recent_keys import HOUR, Hashes, RecentKeys, floor_for, hour_ranges
 from .rollup_tables import DATABASE, RollupTables, attach, qualified, rollups_path
@@ -54,6 +58,8 @@ from .rollups import ROLLUPS, Extent, Plan, choose
 from .schema import prepare
 
 log = logging.getLogger("openusage.store")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: seconds between rolls; events committed meanwhile are read raw, so this only trades
 #: a little query work for fewer, larger rolls
@@ -190,6 +196,19 @@ def _why(path: str, exc: Exception) -> str:
     return f"cannot open {path} as a DuckDB database: {text.splitlines()[0]}"
 
 
+def _in_database(
+    method: Callable[Concatenate[DuckDBStore, P], R],
+) -> Callable[Concatenate[DuckDBStore, P], R]:
+    """A store method that uses the database: within ``ReopeningConnection.using``."""
+
+    @functools.wraps(method)
+    def run(store: DuckDBStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with store._db.using():
+            return method(store, *args, **kwargs)
+
+    return run
+
+
 class DuckDBStore:
     """Events in one DuckDB file; safe to share between threads."""
 
@@ -197,36 +216,23 @@ class DuckDBStore:
         self, path: Path | str, *, memory_limit: str | None = None, recent_keys: int = RECENT_KEYS
     ) -> None:
         self._path = str(path)
-        config: dict[str, str | bool | int | float | list[str]] = {
+        self._config: dict[str, str | bool | int | float | list[str]] = {
             "checkpoint_threshold": f"{CHECKPOINT_WAL_BYTES // 2**20}MiB"
         }
         limit = memory_limit or DEFAULT_MEMORY_LIMIT
         self._memory_limit = memory_bytes(limit)  # refuses what DuckDB would misread
-        config["memory_limit"] = limit
-        try:
-            self._con = duckdb.connect(self._path, config=config)
-            prepare(self._con, self._path)
-            attach(self._con, self._path)
-        except duckdb.Error as exc:
-            raise StoreUnavailable(_why(self._path, exc)) from exc
+        self._config["memory_limit"] = limit
+        self._recent_keys = recent_keys
         self._write_lock = threading.Lock()
-        self._local = threading.local()
-        self._next_seq = int(one_row(self._con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0])
-        self._seq_ceiling = self._next_seq - 1
-        #: the last commit held events stored before: the next looks before it inserts
-        self._resending = False
-        #: per kind: [events, earliest ts, latest ts], for the router's cost model
-        self._spans: dict[str, list[int]] = {
-            kind: [n, lo, hi]
-            for kind, n, lo, hi in self._con.execute(
-                "SELECT kind, count(*), min(ts), max(ts) FROM events GROUP BY kind"
-            ).fetchall()
-        }
-        self._recent = self._held_keys(recent_keys)
         self._rollups = RollupTables()
         try:
-            self._rollups.open(self._con)
+            self._db = ReopeningConnection(self._connect, self._load)
         except duckdb.Error as exc:
+            raise StoreUnavailable(_why(self._path, exc)) from exc
+        try:
+            self._load(self._con)
+        except duckdb.Error as exc:
+            self._db.close()
             raise StoreUnavailable(f"cannot build the rollups of {self._path}: {exc}") from exc
         self._roll_due = threading.Event()
         self._maintenance_lock = threading.Lock()  # one roll or compaction at a time
@@ -251,26 +257,58 @@ class DuckDBStore:
             "AND list_contains($3::BIGINT[], ts) AND list_contains($4::VARCHAR[], id)"
         )
 
-    def _held_keys(self, capacity: int) -> RecentKeys:
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """The events' file, migrated if need be, with the rollups' file attached."""
+        con = duckdb.connect(self._path, config=self._config)
+        try:
+            prepare(con, self._path)
+            attach(con, self._path)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _load(self, con: duckdb.DuckDBPyConnection) -> None:
+        """What the store keeps in memory about the stored events, read from the file: on
+        opening it, and on opening it again after a failure (a commit whose checkpoint
+        failed is durable, yet was not counted here)."""
+        self._next_seq = int(one_row(con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0])
+        self._seq_ceiling = self._next_seq - 1
+        #: the last commit held events stored before: the next looks before it inserts
+        self._resending = False
+        #: per kind: [events, earliest ts, latest ts], for the router's cost model
+        self._spans: dict[str, list[int]] = {
+            kind: [n, lo, hi]
+            for kind, n, lo, hi in con.execute(
+                "SELECT kind, count(*), min(ts), max(ts) FROM events GROUP BY kind"
+            ).fetchall()
+        }
+        self._recent = self._held_keys(con, self._recent_keys)
+        self._rollups.open(con)
+
+    @staticmethod
+    def _held_keys(con: duckdb.DuckDBPyConnection, capacity: int) -> RecentKeys:
         """The keys of the newest stored events, as many as ``capacity``."""
-        counts = self._con.execute(
+        counts = con.execute(
             f"SELECT ts // {HOUR} AS hour, count(*) FROM events GROUP BY hour ORDER BY hour DESC"
         ).fetchall()
         floor = floor_for(counts, capacity)
         held = RecentKeys(capacity, floor)
         for first, end in hour_ranges([(h, n) for h, n in reversed(counts) if h >= floor], FILL_KEYS):
-            keys = self._con.execute(
+            keys = con.execute(
                 "SELECT hash(id, ts) AS h, ts FROM events WHERE ts >= $1 AND ts < $2",
                 [first * HOUR, end * HOUR],
             ).fetchnumpy()
             held.add(keys["h"], keys["ts"])
         return held
 
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The connection as last opened."""
+        return self._db.con
+
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            cursor = self._local.cursor = self._con.cursor()
-        return cursor
+        return self._db.cursor()
 
     def append(self, rows: Sequence[Row]) -> AppendResult:
         return self.append_batches([rows])[0]
@@ -279,6 +317,15 @@ class DuckDBStore:
         """Several batches in one transaction and one insert: one disk sync for all (group
         commit). An event whose id and timestamp were stored before, or earlier in these
         batches, counts as a duplicate."""
+        try:
+            with self._db.using():
+                return self._append_batches(batches)
+        except StoreRestarting as exc:
+            # DuckDB may have made the commit durable before it failed (a checkpoint after
+            # it): sent again, the batches count once.
+            raise WriteUnfinished(str(exc)) from exc
+
+    def _append_batches(self, batches: Sequence[Sequence[Row]]) -> list[AppendResult]:
         rows = [row for batch in batches for row in batch]
         self._check_room(len(rows))
         table = rows_table(rows, given_only=True)
@@ -388,12 +435,19 @@ class DuckDBStore:
             raise StoreFull(problem)
 
     def problem(self) -> str | None:
-        return self._room_problem(0)
+        try:
+            with self._db.using():  # a database that failed is opened again here too
+                one_row(self._cursor(), "SELECT 1")  # fails if DuckDB gave the database up
+                return self._room_problem(0)
+        except StoreRestarting as exc:
+            return str(exc)
 
+    @_in_database
     def last_place(self) -> int:
         (last,) = one_row(self._cursor(), "SELECT coalesce(max(seq), 0) FROM events")
         return int(last)
 
+    @_in_database
     def project_ids(self) -> list[str]:
         rows = (
             self._cursor()
@@ -402,6 +456,7 @@ class DuckDBStore:
         )
         return [str(row[0]) for row in rows]
 
+    @_in_database
     def stored_events(self, after: int, limit: int) -> list[Stored]:
         rows = (
             self._cursor()
@@ -414,12 +469,18 @@ class DuckDBStore:
         return [(int(r[0]), tuple(r[1:])) for r in rows]
 
     def _roll_in_background(self) -> None:
-        cursor = self._con.cursor()
-        rolled = RollupTables.watermark(cursor)
+        try:
+            with self._db.using():
+                rolled = RollupTables.watermark(self._cursor())
+        except StoreRestarting:  # logged where it failed; the loop opens the database again
+            rolled = 0
         while not self._closing.is_set():
             quiet = not self._roll_due.wait(QUIET_SECONDS)
             try:
-                self._make_room(cursor)
+                with self._db.using():  # opens the database again, if it failed meanwhile
+                    self._make_room(self._cursor())
+            except StoreRestarting:  # logged where it failed
+                pass
             except duckdb.Error:  # a faster query next time, no more: never stops the roller
                 log.exception("could not evict DuckDB's cached blocks")
             if quiet and self._wal_bytes() < QUIET_CHECKPOINT_WAL_BYTES:
@@ -435,18 +496,23 @@ class DuckDBStore:
                 self._roll_due.set()
                 continue
             try:
-                if not quiet:
-                    rolled = self._next_seq - 1
-                    self.roll(cursor=cursor)
-                    if self._rollups.due():
-                        self.compact(cursor=cursor)
-                if quiet or self._wal_bytes() > CHECKPOINT_WAL_BYTES:
-                    # DuckDB refuses while a write is under way in the file: a rebuild of the
-                    # rollups asked for meanwhile (which logged a failure each time), a commit.
-                    with self._maintenance_lock:
-                        cursor.execute(f"CHECKPOINT {DATABASE}")
-                        with self._write_lock:
-                            cursor.execute("CHECKPOINT")
+                with self._db.using():
+                    cursor = self._cursor()
+                    if not quiet:
+                        rolled = self._next_seq - 1
+                        self.roll(cursor=cursor)
+                        if self._rollups.due():
+                            self.compact(cursor=cursor)
+                    if quiet or self._wal_bytes() > CHECKPOINT_WAL_BYTES:
+                        # DuckDB refuses while a write is under way in the file: a rebuild of
+                        # the rollups asked for meanwhile (which logged a failure each time), a
+                        # commit.
+                        with self._maintenance_lock:
+                            cursor.execute(f"CHECKPOINT {DATABASE}")
+                            with self._write_lock:
+                                cursor.execute("CHECKPOINT")
+            except StoreRestarting:  # logged where it failed; rolled up once opened again
+                self._roll_due.set()
             except duckdb.OutOfMemoryException:  # what held the memory, for whoever sets limits
                 log.exception(
                     "rolling up events ran out of memory; DuckDB's memory by use: %s", self._memory()
@@ -454,7 +520,6 @@ class DuckDBStore:
             except duckdb.Error:  # the events are safe; the next roll tries again
                 log.exception("rolling up events failed")
             self._closing.wait(ROLL_INTERVAL)  # let events gather, so each roll folds in many
-        cursor.close()
 
     def _make_room(self, cursor: duckdb.DuckDBPyConnection) -> None:
         """Evict DuckDB's cached blocks down to ``ROOM_TO`` of its memory limit once they
@@ -473,6 +538,7 @@ class DuckDBStore:
             finally:
                 cursor.execute(f"SET memory_limit = '{self._memory_limit}B'")
 
+    @_in_database
     def _memory(self) -> str:
         """DuckDB's memory in use by what uses it, largest first, in MiB (spilled to disk)."""
         try:
@@ -493,6 +559,7 @@ class DuckDBStore:
                 total += os.path.getsize(path + ".wal")
         return total
 
+    @_in_database
     def roll(self, *, cursor: duckdb.DuckDBPyConnection | None = None) -> int:
         """Fold the events committed since the last roll into the rollups; how many.
 
@@ -502,6 +569,7 @@ class DuckDBStore:
         with self._maintenance_lock, self._own_cursor(cursor) as c:
             return self._rollups.roll(c, self._next_seq - 1)
 
+    @_in_database
     def compact(self, *, force: bool = False, cursor: duckdb.DuckDBPyConnection | None = None) -> int:
         """Merge rollup rows appended since the last compaction; the tables compacted.
 
@@ -510,6 +578,7 @@ class DuckDBStore:
         with self._maintenance_lock, self._own_cursor(cursor) as c:
             return self._rollups.compact(c, force)
 
+    @_in_database
     def rebuild_rollups(self) -> None:
         """Build every rollup again from the raw events (after a change or a doubt), and
         compact them (filled a share of the events at a time, a group has a row per share)."""
@@ -521,6 +590,7 @@ class DuckDBStore:
         """Rows in each rollup table, by table name."""
         return dict(self._rollups.rows)
 
+    @_in_database
     def unrolled(self) -> int:
         """How many events are committed but not yet in the rollups."""
         with self._own_cursor(None) as cursor:
@@ -580,6 +650,7 @@ class DuckDBStore:
         # A gauge carries reports from before its range forward.
         return span[1] >= query.buckets[-1][1] or (not query.gauge and span[2] < query.buckets[0][0])
 
+    @_in_database
     def aggregate(
         self, query: Aggregation, *, using: Plan | Literal["auto"] | None = "auto"
     ) -> list[AggregateRow]:
@@ -627,6 +698,7 @@ class DuckDBStore:
                 rows = fetch(False)
         return [(r[0], r[1 : 1 + n], r[1 + n :]) for r in rows]
 
+    @_in_database
     def aggregate_json(self, query: Aggregation, shape: ResultShape) -> list[EncodedBucket]:
         """Each result written as JSON by DuckDB, and a bucket's results joined there, in
         ``aggregate``'s order: a Python object per result cost more than the query (users x
@@ -822,6 +894,7 @@ class DuckDBStore:
             f"SELECT {', '.join(['b', *groups, 'value'])} FROM running WHERE value > 0"
         )
 
+    @_in_database
     def aggregate_priced(self, query: PricedAggregation) -> list[PricedRow]:
         base = query.base
         if self._none_in_range(base):
@@ -873,6 +946,7 @@ class DuckDBStore:
             (int(r[0]), tuple(r[1 : 1 + n]), Decimal(r[1 + n]), int(r[2 + n]), str(r[3 + n])) for r in rows
         ]
 
+    @_in_database
     def backup(self, target: Path | str) -> int:
         """Write a consistent copy of the events to a new DuckDB file; the events copied.
 
@@ -905,4 +979,4 @@ class DuckDBStore:
             # read raw and rolled up after the next open. The file must still be closed.
             log.exception("rolling up at close failed")
         finally:
-            self._con.close()
+            self._db.close()
