@@ -117,6 +117,20 @@ def test_a_commit_whose_checkpoint_fails_counts_once_and_the_store_opens_again(
     assert store.unrolled() == 0
     assert totals(store) == totals(store, using=None) == expected(6_000 + count)
     assert store.problem() is None
+    # Each event has a place of its own, as the export walks them.
+    places = [place for place, _ in store.stored_events(0, 100_000)]
+    assert len(places) == len(set(places)) == 6_000 + count
+    assert store.last_place() == max(places)
+
+
+def test_a_health_check_finds_a_failure_nothing_else_has_met_and_opens_the_database_again(
+    store: DuckDBStore,
+) -> None:
+    fail_next_checkpoint(store, at_commit=False)
+    with pytest.raises(duckdb.FatalException):
+        store._con.execute("CHECKPOINT")  # as the roller's checkpoint would fail
+    assert store.problem() is None
+    assert totals(store) == expected(5_000)  # no 503 for the first read after it
 
 
 def test_what_a_failed_store_acknowledged_is_in_the_file_after_a_restart(tmp_path: Path) -> None:
