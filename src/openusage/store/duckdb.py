@@ -435,12 +435,15 @@ class DuckDBStore:
             raise StoreFull(problem)
 
     def problem(self) -> str | None:
-        try:
-            with self._db.using():  # a database that failed is opened again here too
-                one_row(self._cursor(), "SELECT 1")  # fails if DuckDB gave the database up
-                return self._room_problem(0)
-        except StoreRestarting as exc:
-            return str(exc)
+        problem = None
+        for _ in range(2):  # the second opens the database again, if the first found it failed
+            try:
+                with self._db.using():
+                    one_row(self._cursor(), "SELECT 1")  # fails if DuckDB gave the database up
+                    return self._room_problem(0)
+            except StoreRestarting as exc:
+                problem = str(exc)
+        return problem
 
     @_in_database
     def last_place(self) -> int:
