@@ -12,8 +12,11 @@ fails the same way, but not at a moment a test can choose.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +222,55 @@ def test_the_store_says_why_while_the_database_cannot_be_opened_again(
     assert store.problem() is None
     assert totals(store) == expected(5_000)
     assert store.append(rows(events(10, first=5_000))).inserted == 10
+
+
+def test_writers_and_readers_at_once_ride_through_repeated_failures(store: DuckDBStore) -> None:
+    """Four writers that send a refused batch again, and two readers, while the database
+    fails three times: every batch counts once, and nothing waits forever."""
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def write(writer: int) -> None:
+        for n in range(20):
+            batch = rows(events(50, first=10_000 + (writer * 20 + n) * 50))
+            while True:
+                try:
+                    store.append(batch)
+                    break
+                except WriteUnfinished:
+                    continue
+
+    def read() -> None:
+        while not stop.is_set():
+            with suppress(StoreRestarting):
+                answered.append(sum(totals(store).values()))
+
+    def fail() -> None:
+        """DuckDB's next checkpoint, asked for now, fails (another transaction may hold it off)."""
+        while True:
+            try:
+                with store._db.using():
+                    store._cursor().execute("PRAGMA debug_checkpoint_abort = 'before_header'")
+                    store._cursor().execute("CHECKPOINT")
+            except StoreRestarting:
+                return
+            except duckdb.TransactionException:
+                continue
+
+    with ThreadPoolExecutor(6) as pool:
+        readers = [pool.submit(read) for _ in range(2)]
+        writers = [pool.submit(write, w) for w in range(4)]
+        try:
+            for _ in range(3):
+                fail()
+                time.sleep(0.05)
+            for done in writers:
+                done.result(timeout=120)
+        finally:
+            stop.set()
+        for done in readers:
+            done.result(timeout=120)
+    everything = tokens(5_000) + tokens(4_000, first=10_000)
+    assert totals(store) == totals(store, using=None)
+    assert sum(totals(store).values()) == everything
+    assert answered and all(tokens(5_000) <= total <= everything for total in answered)

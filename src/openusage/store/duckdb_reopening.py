@@ -28,6 +28,17 @@ log = logging.getLogger("openusage.store")
 REOPEN_EVERY_SECONDS = 1.0
 
 
+def _fatal(error: BaseException) -> duckdb.FatalException | None:
+    """The fatal error behind ``error``, if any: after one, the statements that clean up
+    (a rollback, a table unregistered) fail too, with errors of other kinds."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, duckdb.FatalException):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _reason(exc: duckdb.Error) -> str:
     """DuckDB's own words for why the database was given up: every statement after the
     failure quotes it as the original error."""
@@ -85,7 +96,10 @@ class ReopeningConnection:
         self._local.depth = depth + 1
         try:
             yield
-        except duckdb.FatalException as exc:
+        except duckdb.Error as error:
+            exc = _fatal(error)
+            if exc is None:
+                raise
             reason = _reason(exc)
             with self._gate:
                 if self._failure is None:
