@@ -15,13 +15,17 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.testclient import TestClient
 
+from openusage.server import create_app
 from openusage.server.events import EventRules, parse_events
+from openusage.settings import Settings
 from openusage.store.base import COLUMNS, Aggregation
 from openusage.store.clickhouse import ClickHouseStore, schema_sql
 from openusage.store.clickhouse_connections import ChdbConnection
 from openusage.store.clickhouse_rollups import ALL_ROLLUPS
 
+from .conftest import ADMIN_KEY
 from .test_rollups import (
     RUN,
     answered,
@@ -33,6 +37,7 @@ from .test_rollups import (
     rows,
     ways_of_answering,
 )
+from .test_server_errors import check_error
 
 DAY0 = 1_700_006_400
 
@@ -437,3 +442,67 @@ def test_a_cluster_keeps_rollups_per_shard_and_answers_from_them(tmp_path: Path)
     assert out["hour by project, filtered"] == {**answered, "total": filtered}
     assert out["rollup rows"]["rollup_completions_day_model"] > 0
     assert "made by another version (rollup_embeddings_hour):" in out["refused without a view"]
+
+
+def test_a_query_past_clickhouses_memory_gets_a_503_naming_it(
+    chdb_store: ClickHouseStore, chdb_connection: ChdbConnection, tmp_path: Path
+) -> None:
+    """As on DuckDB: the client is told the query needs more memory than the store has (a
+    503, not a fault), and the server goes on answering the rest."""
+    day0 = DAY0 + 40 * 86_400  # a day of its own in the module's store
+    events = [
+        {
+            "id": f"wide-{n}",
+            "type": "completions",
+            "timestamp": day0 + n % 86_400,
+            "model": "wide-model",
+            "user_id": f"{n:u>120}",
+            "api_key_id": f"{n:k>120}",
+            "input_tokens": 1,
+        }
+        for n in range(20_000)
+    ]
+    chdb_store.append(parse_events(events, EventRules(now=day0 + 86_400)))
+    settings = Settings(db_path=tmp_path / "unused.duckdb", admin_key=ADMIN_KEY, lookback_days=None)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    day = {"start_time": day0, "end_time": day0 + 86_400}
+    with TestClient(create_app(settings, store=chdb_store), base_url="http://test/v1") as http:
+        wide = {**day, "group_by": "user_id,api_key_id"}
+        chdb_connection.command("SET max_memory_usage = 4000000")  # 4 MB a query
+        try:
+            refused = http.get("/organization/usage/completions", params=wide, headers=headers)
+        finally:
+            chdb_connection.command("SET max_memory_usage = 0")
+        error = check_error(refused, 503, None)
+        assert error["type"] == "server_error"
+        assert "ClickHouse ran out of memory" in error["message"] and "--memory-limit" in error["message"]
+        answered = http.get("/organization/usage/completions", params=wide, headers=headers)
+        assert answered.status_code == 200, answered.text
+        assert sum(len(b["results"]) for b in answered.json()["data"]) == 20_000
+
+
+def test_batches_of_the_longest_ids_are_looked_up_and_stored_once(chdb_store: ClickHouseStore) -> None:
+    """Two batches of the most events a batch may hold (10,000), each id of the most
+    characters an id may have (256), quotes and four-byte characters among them: far more
+    SQL than ClickHouse parses in one statement, so the look-up for stored ones is shared out."""
+    day0 = DAY0 + 50 * 86_400
+
+    def batch(first: int) -> list[Any]:
+        events = [
+            {
+                "id": f"{n}'\\𝄞".ljust(256, "𝄞"),
+                "type": "embeddings",
+                "timestamp": day0 + n % 86_400,
+                "input_tokens": 1,
+            }
+            for n in range(first, first + 10_000)
+        ]
+        return parse_events(events, EventRules(now=day0 + 86_400))
+
+    batches = [batch(0), batch(10_000)]
+    stored = chdb_store.append_batches(batches)
+    assert [(r.inserted, r.duplicates) for r in stored] == [(10_000, 0), (10_000, 0)]
+    again = chdb_store.append_batches(batches)
+    assert [(r.inserted, r.duplicates) for r in again] == [(0, 10_000), (0, 10_000)]
+    day = Aggregation("embeddings", [(day0, day0 + 86_400)], 86_400, (), {}, ("input_tokens",))
+    assert [sums for _, _, sums in chdb_store.aggregate(day)] == [(20_000,)]

@@ -62,6 +62,9 @@ from .rollups import ROLLUPS, Extent, Plan, choose
 VERSION = 3
 #: seconds the rollups' row counts (the router's cost model) are reused for
 ROWS_MAX_AGE = 5.0
+#: ids a look-up for stored events names in one statement, in bytes of SQL (quoted): well
+#: within ClickHouse's parser limit (``max_query_size``, 256 KiB)
+LOOKUP_SQL_BYTES = 128 * 1024
 
 
 def _quoted(text: str) -> str:
@@ -242,17 +245,7 @@ class ClickHouseStore:
         with self._write_lock:
             self._finish()
             keys = {(row[0], row[2]) for rows in batches for row in rows}
-            seen: set[tuple[str, int]] = set()
-            if keys:
-                stamps = [ts for _, ts in keys]
-                ids = ", ".join(_quoted(event_id) for event_id in {event_id for event_id, _ in keys})
-                seen = {
-                    (str(event_id), int(ts))
-                    for event_id, ts in self._con.rows(
-                        f"SELECT id, ts FROM events WHERE ts >= {min(stamps)} AND ts <= {max(stamps)} "
-                        f"AND id IN ({ids})"
-                    )
-                }
+            seen = self._stored(keys)
             for rows in batches:
                 inserted = 0
                 for row in rows:
@@ -264,6 +257,30 @@ class ClickHouseStore:
             if fresh:
                 self._write(fresh)
         return results
+
+    def _stored(self, keys: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which of these (id, timestamp) keys the events table holds; asked a share of
+        the keys at a time, as ClickHouse parses at most 256 KiB of SQL (10,000 ids of 256
+        characters in one batch, or four batches of 10,000 in one commit, are more)."""
+        seen: set[tuple[str, int]] = set()
+        ordered = sorted(keys, key=lambda key: key[1])  # a share's seconds close together
+        start = 0
+        while start < len(ordered):
+            end, ids, size = start, set(), 0
+            while end < len(ordered) and size < LOOKUP_SQL_BYTES:
+                quoted = _quoted(ordered[end][0])
+                size += len(quoted.encode()) + 2
+                ids.add(quoted)
+                end += 1
+            seen |= {
+                (str(event_id), int(ts))
+                for event_id, ts in self._con.rows(
+                    f"SELECT id, ts FROM events WHERE ts >= {ordered[start][1]} "
+                    f"AND ts <= {ordered[end - 1][1]} AND id IN ({', '.join(ids)})"
+                )
+            }
+            start = end
+        return seen
 
     def _write(self, fresh: list[Row]) -> None:
         """Insert events not stored yet. The token names the events by id and timestamp: a

@@ -8,18 +8,35 @@ Neither driver is installed by default (``pip install 'openusage[chdb]'`` or
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
-from .base import StoreUnavailable, memory_bytes
+from .base import StoreOutOfMemory, StoreUnavailable, memory_bytes
 
 
 #: an insert's settings: dropped when its token repeats a recent insert's, views included
 def dedup_settings(token: str) -> dict[str, str | int]:
     return {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+@contextmanager
+def memory_named() -> Iterator[None]:
+    """A query past ClickHouse's memory limit (its own, or the server's as a whole) fails
+    as ``StoreOutOfMemory``, which the server answers with a 503 naming it, not as a fault."""
+    try:
+        yield
+    except Exception as exc:  # the drivers' errors have no common base
+        text = str(exc).strip()
+        if "(MEMORY_LIMIT_EXCEEDED)" not in text:
+            raise
+        reason = text.splitlines()[0].removesuffix("(MEMORY_LIMIT_EXCEEDED)").strip().rstrip(".")
+        reason = reason.split("DB::Exception: ")[-1]
+        raise StoreOutOfMemory(f"ClickHouse ran out of memory ({reason})") from None
 
 
 class Connection(Protocol):
@@ -78,7 +95,7 @@ class ChdbConnection:
         self._lock = threading.Lock()
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, memory_named():
             return _python_values(self._con.query(sql, "ArrowTable"))
 
     def command(self, sql: str) -> None:
@@ -131,7 +148,8 @@ class ServerConnection:
         return client
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self._client().query(sql).result_rows]
+        with memory_named():
+            return [tuple(r) for r in self._client().query(sql).result_rows]
 
     def command(self, sql: str) -> None:
         self._client().command(sql)
