@@ -449,7 +449,7 @@ def test_a_query_past_clickhouses_memory_gets_a_503_naming_it(
 ) -> None:
     """As on DuckDB: the client is told the query needs more memory than the store has (a
     503, not a fault), and the server goes on answering the rest."""
-    day0 = DAY0 + 40 * 86_400  # a day of its own in the module's store
+    day0 = DAY0 + 2_000 * 86_400  # a day no other test of the module's store uses
     events = [
         {
             "id": f"wide-{n}",
@@ -485,7 +485,7 @@ def test_batches_of_the_longest_ids_are_looked_up_and_stored_once(chdb_store: Cl
     """Two batches of the most events a batch may hold (10,000), each id of the most
     characters an id may have (256), quotes and four-byte characters among them: far more
     SQL than ClickHouse parses in one statement, so the look-up for stored ones is shared out."""
-    day0 = DAY0 + 50 * 86_400
+    day0 = DAY0 + 2_010 * 86_400  # a day of its own
 
     def batch(first: int) -> list[Any]:
         events = [
