@@ -159,3 +159,41 @@ def test_a_batch_refused_for_memory_gets_a_503_to_send_again(squeezed: Any, tmp_
         stored = http.post("/organization/usage/events", json=body, headers=headers)
         assert stored.status_code == 200
         assert stored.json()["inserted"] == 5_000
+
+
+class SqueezedAtCommit:
+    """The writer's cursor, but DuckDB's memory limit drops to 1 MB just before it commits:
+    the insert went in, and DuckDB then fails the COMMIT itself for memory (a transaction
+    error), as seen once in three runs of 100,000 long events under 64 MiB."""
+
+    def __init__(self, store: DuckDBStore, cursor: Any) -> None:
+        self._store, self._cursor = store, cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT":
+            self._store._con.execute("SET memory_limit = '1MB'")
+        return self._cursor.execute(sql, *args)
+
+
+def test_a_commit_that_runs_out_of_memory_stores_nothing_and_the_batch_stores_once_later(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBStore(tmp_path / "commit.duckdb", memory_limit="64MiB")
+    try:
+        store.append(rows(long_events(1_000, first=STORED)))
+        batch = rows(long_events(20_000, first=10))
+        writer = store._cursor
+        store._cursor = lambda: SqueezedAtCommit(store, writer())  # type: ignore[method-assign]
+        try:
+            with store._maintenance_lock, pytest.raises(StoreOutOfMemory, match=r"memory limit \(64 MiB\)"):
+                store.append(batch)
+        finally:
+            store._cursor = writer  # type: ignore[method-assign]
+            store._con.execute("SET memory_limit = '64MiB'")
+        assert store.append(batch).inserted == 20_000  # none of it was stored the first time
+        assert store.append(batch).duplicates == 20_000
+    finally:
+        store.close()

@@ -105,6 +105,8 @@ DEFAULT_MEMORY_LIMIT = "512MB"
 #: kernel's): at 100M events the usage queries took 19-48% longer with DuckDB's cache full
 ROOM_ABOVE = 0.75
 ROOM_TO = 0.5
+#: how DuckDB says it found no memory, in errors of other kinds than its out-of-memory one
+OUT_OF_MEMORY_WORDS = ("could not allocate block", "failed to allocate data", "failed to pin block")
 
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -365,7 +367,8 @@ class DuckDBStore:
                         cursor.execute(insert)
                 cursor.execute("COMMIT")
             except BaseException:
-                cursor.execute("ROLLBACK")
+                with suppress(duckdb.TransactionException):  # a COMMIT that failed ended it
+                    cursor.execute("ROLLBACK")
                 raise
             finally:
                 cursor.unregister("incoming")
@@ -599,7 +602,7 @@ class DuckDBStore:
         with self._own_cursor(None) as cursor:
             return self._next_seq - 1 - RollupTables.watermark(cursor)
 
-    def _out_of_memory(self, exc: duckdb.OutOfMemoryException) -> StoreOutOfMemory:
+    def _out_of_memory(self, exc: duckdb.Error) -> StoreOutOfMemory:
         """DuckDB's running out of its memory as the store's own error, which names the
         limit; what held the memory is logged, for whoever sets limits."""
         log.warning("out of memory: %s; DuckDB's memory by use: %s", exc, self._memory())
@@ -615,6 +618,14 @@ class DuckDBStore:
         try:
             yield
         except duckdb.OutOfMemoryException as exc:
+            raise self._out_of_memory(exc) from None
+        except duckdb.TransactionException as exc:
+            # A COMMIT that finds no memory to write with fails as a transaction error
+            # ("Failed to commit: could not allocate block ..."); nothing is stored.
+            if not str(exc).startswith("TransactionContext Error: Failed to commit") or not any(
+                words in str(exc) for words in OUT_OF_MEMORY_WORDS
+            ):
+                raise
             raise self._out_of_memory(exc) from None
 
     @contextmanager
