@@ -162,7 +162,7 @@ def test_a_batch_refused_for_memory_gets_a_503_to_send_again(squeezed: Any, tmp_
 
 
 class SqueezedAtCommit:
-    """The writer's cursor, but DuckDB's memory limit drops to 1 MB just before it commits:
+    """The writer's cursor, but DuckDB's memory limit drops to 2 MB just before it commits:
     the insert went in, and DuckDB then fails the COMMIT itself for memory (a transaction
     error), as seen once in three runs of 100,000 long events under 64 MiB."""
 
@@ -174,7 +174,7 @@ class SqueezedAtCommit:
 
     def execute(self, sql: str, *args: Any) -> Any:
         if sql == "COMMIT":
-            self._store._con.execute("SET memory_limit = '1MB'")
+            self._store._con.execute("SET memory_limit = '2MB'")
         return self._cursor.execute(sql, *args)
 
 
@@ -188,8 +188,12 @@ def test_a_commit_that_runs_out_of_memory_stores_nothing_and_the_batch_stores_on
         writer = store._cursor
         store._cursor = lambda: SqueezedAtCommit(store, writer())  # type: ignore[method-assign]
         try:
-            with store._maintenance_lock, pytest.raises(StoreOutOfMemory, match=r"memory limit \(64 MiB\)"):
+            with (
+                store._maintenance_lock,
+                pytest.raises(StoreOutOfMemory, match=r"memory limit \(64 MiB\)") as refused,
+            ):
                 store.append(batch)
+            assert "Failed to commit" in str(refused.value.__context__)  # the insert went in
         finally:
             store._cursor = writer  # type: ignore[method-assign]
             store._con.execute("SET memory_limit = '64MiB'")
