@@ -11,6 +11,7 @@ fails the same way, but not at a moment a test can choose.
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import threading
 import time
@@ -274,3 +275,14 @@ def test_writers_and_readers_at_once_ride_through_repeated_failures(store: DuckD
     assert totals(store) == totals(store, using=None)
     assert sum(totals(store).values()) == everything
     assert answered and all(tokens(5_000) <= total <= everything for total in answered)
+
+
+def test_the_cursors_of_threads_that_ended_are_not_kept(store: DuckDBStore) -> None:
+    """The server's worker threads come and go (anyio ends idle ones): each thread's cursor
+    goes with it, so a long-running server does not gather them."""
+    for _ in range(50):
+        worker = threading.Thread(target=store.last_place)
+        worker.start()
+        worker.join()
+    gc.collect()
+    assert len(store._db._cursors) < 5

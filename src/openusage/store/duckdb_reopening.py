@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -65,7 +66,9 @@ class ReopeningConnection:
         self._gate = threading.Condition()
         self._users = 0  # threads within using()
         self._generation = 0  # opened how many times again: a thread's cursor of an older one is closed
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        #: every thread's cursor, to close before opening again; a thread's that ended goes
+        #: with it (the server's worker threads come and go)
+        self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
         self._failure: str | None = None  # why the database is not usable, while it is not
         self._open_failed_at: float | None = None  # when opening it again last failed
 
@@ -75,7 +78,7 @@ class ReopeningConnection:
         if getattr(local, "generation", None) != self._generation:
             with self._gate:
                 local.cursor = self.con.cursor()
-                self._cursors.append(local.cursor)
+                self._cursors.add(local.cursor)
             local.generation = self._generation
         cursor: duckdb.DuckDBPyConnection = local.cursor
         return cursor
