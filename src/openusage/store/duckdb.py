@@ -235,7 +235,7 @@ class DuckDBStore:
             self._load(self._con)
         except duckdb.Error as exc:
             self._db.close()
-            raise StoreUnavailable(f"cannot build the rollups of {self._path}: {exc}") from exc
+            raise StoreUnavailable(f"cannot read {self._path} or build its rollups: {exc}") from exc
         self._roll_due = threading.Event()
         self._maintenance_lock = threading.Lock()  # one roll or compaction at a time
         self._closing = threading.Event()
@@ -988,7 +988,7 @@ class DuckDBStore:
             if self._room_problem(0) is None:  # else the next open rolls up what is left
                 self.roll()
                 self.compact(force=True)
-        except duckdb.Error:
+        except (duckdb.Error, StoreRestarting):
             # Out of memory or disk: the events are safe, and what is not rolled up yet is
             # read raw and rolled up after the next open. The file must still be closed.
             log.exception("rolling up at close failed")
