@@ -285,8 +285,7 @@ class DuckDBStore:
                 "SELECT kind, count(*), min(ts), max(ts) FROM events GROUP BY kind"
             ).fetchall()
         }
-        if hasattr(self, "_recent"):  # opened again: one set of held keys in memory at a time
-            del self._recent
+        self._recent = RecentKeys(0)  # opened again: the old keys go before the new are read
         self._recent = self._held_keys(con, self._recent_keys)
         self._rollups.open(con)
 
