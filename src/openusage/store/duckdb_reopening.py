@@ -83,10 +83,6 @@ class ReopeningConnection:
         cursor: duckdb.DuckDBPyConnection = local.cursor
         return cursor
 
-    def failure(self) -> str | None:
-        """Why the database is not usable just now (it is opened again at its next use)."""
-        return self._failure
-
     @contextmanager
     def using(self) -> Iterator[None]:
         """Use the database; uses nest. Opens it again first if it was invalidated."""
@@ -136,7 +132,7 @@ class ReopeningConnection:
         try:
             self.con = self._open()
             self._reload(self.con)
-        except duckdb.Error as exc:
+        except Exception as exc:  # DuckDB's, or the file's (OSError), or the store's own
             self._open_failed_at = time.monotonic()
             log.error("the database could not be opened again: %s", exc)
             raise StoreRestarting(
