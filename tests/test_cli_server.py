@@ -228,6 +228,20 @@ def test_shrink_refuses_a_database_in_use(tmp_path: Path) -> None:
     assert "in use by another process" in refused.stderr
 
 
+def test_shrink_says_a_file_it_cannot_read_is_not_a_database_not_that_it_is_in_use(tmp_path: Path) -> None:
+    """Reached only when a file changes between shrink's opening of the store and its copy
+    of each file (a race), so the copy is asked directly."""
+    from openusage.store.base import StoreUnavailable
+    from openusage.store.shrink import _rewrite
+
+    garbled = tmp_path / "garbled.duckdb"
+    garbled.write_bytes(b"not a database " * 1000)
+    with pytest.raises(StoreUnavailable, match="as a DuckDB database") as refused:
+        _rewrite(garbled)
+    assert "in use" not in str(refused.value)
+    assert garbled.read_bytes() == b"not a database " * 1000  # left as it was
+
+
 def test_rollup_commands_refuse_a_database_in_use(tmp_path: Path) -> None:
     running = start_server(tmp_path)
     try:

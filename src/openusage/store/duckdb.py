@@ -191,7 +191,8 @@ def _narrowed(sql: str, groups: list[str], metrics: list[str]) -> str:
     return f"SELECT {', '.join(['b', *groups, *narrow])} FROM ({sql})"
 
 
-def _why(path: str, exc: Exception) -> str:
+def open_problem(path: str, exc: Exception) -> str:
+    """Why DuckDB could not open the file at ``path``, in a sentence: in use, or not a database."""
     text = str(exc)
     if "lock" in text.lower():
         return f"{path} is in use by another process (a running server?): {text.splitlines()[0]}"
@@ -230,7 +231,7 @@ class DuckDBStore:
         try:
             self._db = ReopeningConnection(self._connect, self._load)
         except duckdb.Error as exc:
-            raise StoreUnavailable(_why(self._path, exc)) from exc
+            raise StoreUnavailable(open_problem(self._path, exc)) from exc
         try:
             self._load(self._con)
         except duckdb.Error as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from .base import StoreUnavailable
-from .duckdb import DuckDBStore
+from .duckdb import DuckDBStore, open_problem
 from .duckdb_names import SHRINKING_DATABASE, quoted
 from .duckdb_results import one_row
 from .rollup_tables import rollups_path
@@ -39,7 +39,7 @@ def _rewrite(path: Path) -> None:
         try:
             con.execute(f"ATTACH ? AS {quoted(SHRINKING_DATABASE)} (READ_ONLY)", [str(path)])
         except duckdb.Error as exc:
-            raise StoreUnavailable(f"{path} is in use (a running server?): {exc}") from None
+            raise StoreUnavailable(open_problem(str(path), exc)) from None
         con.execute(f"COPY FROM DATABASE {quoted(SHRINKING_DATABASE)} TO {quoted(name)}")
         con.execute("CHECKPOINT")
         _sync(partial)
