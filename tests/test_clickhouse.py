@@ -506,3 +506,28 @@ def test_batches_of_the_longest_ids_are_looked_up_and_stored_once(chdb_store: Cl
     assert [(r.inserted, r.duplicates) for r in again] == [(0, 10_000), (0, 10_000)]
     day = Aggregation("embeddings", [(day0, day0 + 86_400)], 86_400, (), {}, ("input_tokens",))
     assert [sums for _, _, sums in chdb_store.aggregate(day)] == [(20_000,)]
+
+
+def test_a_query_filtered_by_the_most_and_longest_values_is_answered(chdb_store: ClickHouseStore) -> None:
+    """Two filters of 1,000 values (the most a parameter takes) of 256 four-byte characters
+    (the longest): 2 MB of SQL, past ClickHouse's default of 256 KiB a statement."""
+    day0 = DAY0 + 2_020 * 86_400  # a day of its own
+    projects = tuple(f"{n}".ljust(256, "𝄞") for n in range(1_000))
+    users = tuple(f"{n}".ljust(256, "ü") for n in range(1_000))
+    events = [
+        {
+            "id": f"filtered-{n}",
+            "type": "completions",
+            "timestamp": day0 + n,
+            "model": "m",
+            "project_id": projects[n],
+            "user_id": users[n],
+            "input_tokens": n,
+        }
+        for n in (3, 500, 999)
+    ]
+    events.append({**events[0], "id": "filtered-other", "project_id": "elsewhere", "input_tokens": 10**6})
+    chdb_store.append(parse_events(events, EventRules(now=day0 + 86_400)))
+    filters = {"project_id": projects, "user_id": users}
+    query = Aggregation("completions", [(day0, day0 + 86_400)], 86_400, (), filters, ("input_tokens",))
+    assert [sums for _, _, sums in chdb_store.aggregate(query)] == [(3 + 500 + 999,)]

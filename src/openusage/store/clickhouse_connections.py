@@ -18,6 +18,10 @@ import pyarrow as pa
 
 from .base import StoreOutOfMemory, StoreUnavailable, memory_bytes
 
+#: SQL ClickHouse parses in one statement (its default is 256 KiB): a query's filters may
+#: name 1,000 values of 256 characters of up to 4 bytes each, in several dimensions
+MAX_QUERY_BYTES = 16 * 2**20
+
 
 #: an insert's settings: dropped when its token repeats a recent insert's, views included
 def dedup_settings(token: str) -> dict[str, str | int]:
@@ -93,6 +97,7 @@ class ChdbConnection:
             ) from None
         # chDB's one session serves one statement at a time.
         self._lock = threading.Lock()
+        self._con.query(f"SET max_query_size = {MAX_QUERY_BYTES}")  # kept by the session
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         with self._lock, memory_named():
@@ -135,7 +140,11 @@ class ServerConnection:
             "secure": parts.scheme == "clickhouses",
             # An insert returns once written: no async insert left pending, and through a
             # Distributed table only once every shard has its rows.
-            "settings": {"async_insert": 0, "distributed_foreground_insert": 1},
+            "settings": {
+                "async_insert": 0,
+                "distributed_foreground_insert": 1,
+                "max_query_size": MAX_QUERY_BYTES,
+            },
         }
         self._make = clickhouse_connect.get_client
         self._local = threading.local()
