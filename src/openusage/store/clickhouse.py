@@ -44,7 +44,7 @@ from .base import (
     encode_results,
     past_64_bits,
 )
-from .clickhouse_connections import Connection
+from .clickhouse_connections import MAX_QUERY_BYTES, Connection
 from .clickhouse_journal import InsertJournal
 from .clickhouse_rollups import (
     ALL_ROLLUPS,
@@ -63,8 +63,9 @@ VERSION = 3
 #: seconds the rollups' row counts (the router's cost model) are reused for
 ROWS_MAX_AGE = 5.0
 #: ids a look-up for stored events names in one statement, in bytes of SQL (quoted): well
-#: within ClickHouse's parser limit (``max_query_size``, 256 KiB)
-LOOKUP_SQL_BYTES = 128 * 1024
+#: within what the connections let ClickHouse parse (``MAX_QUERY_BYTES``), which a commit's
+#: ids can pass (four batches of 10,000 ids of 256 four-byte characters: 40 MB)
+LOOKUP_SQL_BYTES = MAX_QUERY_BYTES // 16
 
 
 def _quoted(text: str) -> str:
@@ -260,8 +261,7 @@ class ClickHouseStore:
 
     def _stored(self, keys: set[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which of these (id, timestamp) keys the events table holds; asked a share of
-        the keys at a time, as ClickHouse parses at most 256 KiB of SQL (10,000 ids of 256
-        characters in one batch, or four batches of 10,000 in one commit, are more)."""
+        the keys at a time (``LOOKUP_SQL_BYTES``)."""
         seen: set[tuple[str, int]] = set()
         ordered = sorted(keys, key=lambda key: key[1])  # a share's seconds close together
         start = 0

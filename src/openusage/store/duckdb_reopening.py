@@ -124,10 +124,7 @@ class ReopeningConnection:
         failed_at = self._open_failed_at
         if failed_at is not None and time.monotonic() - failed_at < REOPEN_EVERY_SECONDS:
             raise StoreRestarting(f"the database failed ({self._failure}) and could not be opened again yet")
-        for cursor in [*self._cursors, self.con]:
-            with suppress(duckdb.Error):
-                cursor.close()
-        self._cursors.clear()
+        self._close_all()
         self._generation += 1
         try:
             self.con = self._open()
@@ -144,7 +141,11 @@ class ReopeningConnection:
 
     def close(self) -> None:
         with self._gate:
-            for cursor in [*self._cursors, self.con]:
-                with suppress(duckdb.Error):
-                    cursor.close()
-            self._cursors.clear()
+            self._close_all()
+
+    def _close_all(self) -> None:
+        """Close every thread's cursor and the connection (a failed database's may fail)."""
+        for cursor in [*self._cursors, self.con]:
+            with suppress(duckdb.Error):
+                cursor.close()
+        self._cursors.clear()
