@@ -16,14 +16,14 @@ from ..costs import PriceBook
 from ..keyring import ApiKey, Keyring
 from ..settings import Settings
 from ..store import EventStore
-from ..store.base import COLUMNS, Row
+from ..store.base import Row
+from ..store.event_columns import distinct_values
 from .notify import Notifier
 from .registry import Registry
 from .routes import Json, admin_routes
 from .spend import SpendWatch, month_spend
 
 log = logging.getLogger("openusage.admin")
-_PROJECT = COLUMNS.index("project_id")
 
 
 class AdminPlane:
@@ -56,7 +56,7 @@ class AdminPlane:
 
     async def note(self, rows: Sequence[Row]) -> None:
         """List the projects these stored events name, if they are new."""
-        new = {row[_PROJECT] for row in rows if row[_PROJECT] is not None} - self._known
+        new = distinct_values(rows, "project_id") - {None} - self._known
         if not new:
             return
         try:

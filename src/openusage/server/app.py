@@ -339,7 +339,7 @@ def create_app(
 
         return handler
 
-    def checked_rows(body: bytes, encoding: str, content_type: str) -> list[Row]:
+    def checked_rows(body: bytes, encoding: str, content_type: str) -> Sequence[Row]:
         body = inflate(body, encoding, settings.max_body_bytes)
         rules = EventRules(now=int(clock()), max_future_seconds=settings.max_future_seconds)
         if content_type.split(";")[0].strip().lower() in ("", "application/json"):

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..catalogue import USAGE_KINDS, Dimension, Endpoint, Metric
-from ..store.base import DIMENSION_COLUMNS, METRIC_COLUMNS, Row
+from ..store.base import DEFAULT_ROW, DIMENSION_COLUMNS, METRIC_COLUMNS, Row
 from .errors import ApiError, bad_request, shown
 
 MAX_STRING_LENGTH = 256
@@ -184,13 +184,6 @@ def _shape(endpoint: Endpoint) -> _Shape:
 
 #: per usage kind, computed once: events are checked by the thousand
 SHAPES: dict[str, _Shape] = {name: _shape(endpoint) for name, endpoint in USAGE_KINDS.items()}
-EMPTY_ROW: tuple[Any, ...] = (
-    None,
-    None,
-    None,
-    *(None for _ in DIMENSION_COLUMNS),
-    *(0 for _ in METRIC_COLUMNS),
-)
 
 
 def _row(event: Any, rules: EventRules) -> Row:
@@ -213,7 +206,7 @@ def _row(event: Any, rules: EventRules) -> Row:
         name = next(name for name in event if name not in shape.fields)
         raise Invalid(name, f"unknown field {shown(name)} for an event of type '{kind}'")
 
-    row = list(EMPTY_ROW)
+    row = list(DEFAULT_ROW)
     row[0], row[1], row[2] = event_id, kind, ts
     for d, at in shape.dimensions:
         value = event.get(d.name)

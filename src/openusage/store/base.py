@@ -25,6 +25,8 @@ METRIC_COLUMNS: tuple[str, ...] = all_metrics()
 COLUMNS: tuple[str, ...] = ("id", "kind", "ts", *DIMENSION_COLUMNS, *METRIC_COLUMNS)
 
 Row = tuple[Any, ...]
+#: what an event holds where it gives no value: no dimension, no count
+DEFAULT_ROW: Row = (None, None, None, *(None for _ in DIMENSION_COLUMNS), *(0 for _ in METRIC_COLUMNS))
 
 
 def check_column(name: str) -> str:
