@@ -184,8 +184,11 @@ def _settled_group(
     return {name: column.values for name, column in group.items()}
 
 
-def _columns(kind: str, events: list[Any], rules: EventRules) -> EventColumns:
-    return EventColumns(_kind_columns(kind, events, rules), len(events))
+def _columns(kind: str, events: list[Any], rules: EventRules) -> Sequence[Row]:
+    """Events of one kind as columns, or as rows if they are few (the store reads a run of
+    batches of rows into columns at once)."""
+    columns = EventColumns(_kind_columns(kind, events, rules), len(events))
+    return columns if len(events) >= ARRAYS_FROM else columns.rows()
 
 
 def fast_rows(body: bytes, rules: EventRules, max_events: int) -> Sequence[Row] | None:

@@ -134,11 +134,18 @@ def batch_table(batches: Sequence[Sequence[Row]], *, given_only: bool = False) -
     an event kind fills about half the columns, and every column DuckDB reads costs a
     commit about the same whatever its rows (8 rows of all 37 columns: 0.96 ms to read,
     docs/performance.md)."""
-    held = [_held(batch) for batch in batches]
+    # Rows are read into columns once for a run of batches (single events come a few dozen
+    # to a commit), columns stay as they are.
+    parts: list[Sequence[Row]] = []
+    for batch in batches:
+        if isinstance(batch, EventColumns) or not parts or isinstance(parts[-1], EventColumns):
+            parts.append(batch)
+        else:
+            parts[-1] = [*parts[-1], *batch]
+    held = [_held(part) for part in parts]
     arrays: dict[str, pa.Array] = {}
     for name in COLUMNS:
-        # One array a column: single events come a few dozen batches to a commit.
-        values = _joined([columns.get(name) for columns in held], batches, DEFAULTS.get(name))
+        values = _joined([columns.get(name) for columns in held], parts, DEFAULTS.get(name))
         if given_only and name in DEFAULTS and _at(values, DEFAULTS[name]):
             continue
         arrays[name] = pa.array(values, type=ARROW_TYPES[name])

@@ -15,6 +15,8 @@ from .base import COLUMNS, DEFAULT_ROW, Row
 #: a column's values: a list, or 64-bit integers in an array
 Column = list[Any] | np.ndarray
 
+_DEFAULTS = dict(zip(COLUMNS, DEFAULT_ROW, strict=True))
+
 
 class EventColumns(Sequence[Row]):
     """``size`` events as the store's columns by name; a column not held is at its default
@@ -43,14 +45,19 @@ class EventColumns(Sequence[Row]):
     def rows(self) -> list[Row]:
         """The events as rows, made once."""
         if self._rows is None:
-            self._rows = list(zip(*(self.values(name) for name in COLUMNS), strict=True))
+            n = self._size
+            listed = (
+                [default] * n if held is None else held.tolist() if isinstance(held, np.ndarray) else held
+                for held, default in zip(map(self.columns.get, COLUMNS), DEFAULT_ROW, strict=True)
+            )
+            self._rows = list(zip(*listed, strict=True))
         return self._rows
 
     def values(self, name: str) -> list[Any]:
         """One column's values as Python objects, its default where it is not held."""
         held = self.columns.get(name)
         if held is None:
-            return [DEFAULT_ROW[COLUMNS.index(name)]] * self._size
+            return [_DEFAULTS[name]] * self._size
         return held.tolist() if isinstance(held, np.ndarray) else held
 
 
