@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
-import numpy as np
 
 from ..catalogue import USAGE_KINDS, Dimension, Endpoint, Metric
 from ..store.base import Row
@@ -69,48 +68,29 @@ KIND_OF = {struct: kind for kind, struct in STRUCTS.items()}
 Columns = dict[str, Column]
 
 
-#: from this many events a column's arithmetic is done by numpy (whose calls cost more
-#: than a short list's loop: single events took 57 against 37 µs each)
-ARRAYS_FROM = 64
-
-
-class _Column:
+class _Column(list[int]):
     """A metric's values for a group of events, for ``events.token_identities``: sums and
     differences element by element, and a comparison is true when any element makes it
     so, which is when that function refuses an event; so the rules run as written, on a
-    whole column at once. Many values are 64-bit integers in an array (no count passes
-    10**12, so no sum of a few passes 2**63), a few a list."""
+    whole column at once."""
 
-    __slots__ = ("values",)
+    def __add__(self, other: Any) -> _Column:  # type: ignore[override]
+        return _Column(map(operator.add, self, other))
 
-    def __init__(self, values: Column) -> None:
-        self.values = values
+    def __radd__(self, other: Any) -> _Column:
+        return self if other == 0 else _Column(map(operator.add, other, self))  # sum() starts at 0
 
-    def _each(self, op: Callable[[Any, Any], Any], other: _Column) -> _Column:
-        mine, theirs = self.values, other.values
-        return _Column(op(mine, theirs) if isinstance(mine, np.ndarray) else list(map(op, mine, theirs)))
+    def __sub__(self, other: Any) -> _Column:
+        return _Column(map(operator.sub, self, other))
 
-    def __add__(self, other: _Column) -> _Column:
-        return self._each(operator.add, other)
+    def __lt__(self, other: Any) -> bool:
+        return bool(min(self) < other)
 
-    def __radd__(self, other: int) -> _Column:
-        assert other == 0  # sum() starts at 0
-        return self
-
-    def __sub__(self, other: _Column) -> _Column:
-        return self._each(operator.sub, other)
-
-    def __lt__(self, other: int) -> bool:
-        return bool(min(self.values) < other)
-
-    def __gt__(self, other: int) -> bool:
-        return bool(max(self.values) > other)
+    def __gt__(self, other: Any) -> bool:
+        return bool(max(self) > other)
 
     def __ne__(self, other: object) -> bool:
-        if not isinstance(other, _Column):
-            return NotImplemented
-        mine, theirs = self.values, other.values
-        return bool((mine != theirs).any()) if isinstance(mine, np.ndarray) else mine != theirs
+        return list.__ne__(self, other)
 
 
 def _kind_columns(kind: str, events: list[Any], rules: EventRules) -> Columns:
@@ -140,55 +120,50 @@ def _kind_columns(kind: str, events: list[Any], rules: EventRules) -> Columns:
     return columns
 
 
-def _settled(metrics: tuple[tuple[Metric, int], ...], given_values: dict[str, list[Any]], n: int) -> Columns:
+def _settled(metrics: tuple[tuple[Metric, int], ...], given_values: Columns, n: int) -> Columns:
     """The token counts of completions-shaped events with every identity applied. Events
     that give the same counts are settled together; a batch is mostly one such group."""
     names = [m.name for m, _ in metrics]
     defaults = {m.name: m.default for m, _ in metrics}
     missing = {name: given_values[name].count(None) for name in names}
     if all(count in (0, n) for count in missing.values()):  # every event gives the same counts
-        given = {name for name in names if not missing[name]}
-        return _settled_group(given_values, given, defaults, n)
-    signatures = zip(*([v is not None for v in given_values[name]] for name in names), strict=True)
-    groups: dict[tuple[bool, ...], list[int]] = {}
-    for place, signature in enumerate(signatures):
-        groups.setdefault(signature, []).append(place)
-    settled: Columns = {name: [0] * n for name in names}
+        groups = {tuple(not missing[name] for name in names): list(range(n))}
+    else:
+        groups = {}
+        signatures = zip(*([v is not None for v in given_values[name]] for name in names), strict=True)
+        for place, signature in enumerate(signatures):
+            groups.setdefault(signature, []).append(place)
+    settled: Columns = {}
     for signature, places in groups.items():
         given = {name for name, g in zip(names, signature, strict=True) if g}
-        values = {name: [given_values[name][i] for i in places] for name in given}
-        for name, column in _settled_group(values, given, defaults, len(places)).items():
-            whole, part = settled[name], column.tolist() if isinstance(column, np.ndarray) else column
-            for place, value in zip(places, part, strict=True):
-                whole[place] = value
+        if len(groups) == 1:
+            group = {
+                name: _Column(given_values[name] if name in given else [defaults[name]] * n) for name in names
+            }
+        else:
+            group = {
+                name: _Column(given_values[name][i] if name in given else defaults[name] for i in places)
+                for name in names
+            }
+        token_identities(group, given)  # type: ignore[arg-type]
+        if len(groups) == 1:  # plain lists: a _Column added to a list would sum into it
+            return {name: list(column) for name, column in group.items()}
+        for name in names:
+            column = settled.setdefault(name, [0] * n)
+            for place, value in zip(places, group[name], strict=True):
+                column[place] = value
     return settled
 
 
-def _settled_group(
-    given_values: dict[str, list[Any]], given: set[str], defaults: dict[str, int], n: int
-) -> dict[str, Column]:
-    """The token counts of ``n`` events that all give the counts named in ``given``."""
-    if n >= ARRAYS_FROM:
-        group = {
-            name: _Column(
-                np.array(given_values[name], np.int64) if name in given else np.full(n, default, np.int64)
-            )
-            for name, default in defaults.items()
-        }
-    else:
-        group = {
-            name: _Column(given_values[name] if name in given else [default] * n)
-            for name, default in defaults.items()
-        }
-    token_identities(group, given)  # type: ignore[arg-type]
-    return {name: column.values for name, column in group.items()}
+#: fewer events than this are handed on as rows (making columns of one event cost more)
+FEW_EVENTS = 64
 
 
 def _columns(kind: str, events: list[Any], rules: EventRules) -> Sequence[Row]:
     """Events of one kind as columns, or as rows if they are few (the store reads a run of
     batches of rows into columns at once)."""
     columns = EventColumns(_kind_columns(kind, events, rules), len(events))
-    return columns if len(events) >= ARRAYS_FROM else columns.rows()
+    return columns if len(events) >= FEW_EVENTS else columns.rows()
 
 
 def fast_rows(body: bytes, rules: EventRules, max_events: int) -> Sequence[Row] | None:

@@ -27,6 +27,7 @@ COLUMNS: tuple[str, ...] = ("id", "kind", "ts", *DIMENSION_COLUMNS, *METRIC_COLU
 Row = tuple[Any, ...]
 #: what an event holds where it gives no value: no dimension, no count
 DEFAULT_ROW: Row = (None, None, None, *(None for _ in DIMENSION_COLUMNS), *(0 for _ in METRIC_COLUMNS))
+COLUMN_DEFAULTS: dict[str, Any] = dict(zip(COLUMNS, DEFAULT_ROW, strict=True))
 
 
 def check_column(name: str) -> str:

@@ -26,6 +26,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from .base import (
+    COLUMN_DEFAULTS,
     COLUMNS,
     DIMENSIONS,
     METRIC_COLUMNS,
@@ -145,25 +146,13 @@ def batch_table(batches: Sequence[Sequence[Row]], *, given_only: bool = False) -
     held = [_held(part) for part in parts]
     arrays: dict[str, pa.Array] = {}
     for name in COLUMNS:
-        values = _joined([columns.get(name) for columns in held], parts, DEFAULTS.get(name))
-        if given_only and name in DEFAULTS and _at(values, DEFAULTS[name]):
+        values: list[Any] = []
+        for columns, part in zip(held, parts, strict=True):
+            values.extend(columns.get(name) or [COLUMN_DEFAULTS[name]] * len(part))
+        if given_only and name in DEFAULTS and values.count(DEFAULTS[name]) == len(values):
             continue
         arrays[name] = pa.array(values, type=ARROW_TYPES[name])
     return pa.table(arrays)
-
-
-def _joined(parts: list[Column | None], batches: Sequence[Sequence[Row]], default: Any) -> Column:
-    """One column of several batches; a batch without it holds ``default`` throughout."""
-    numbers = [p for p in parts if isinstance(p, np.ndarray)]
-    if len(numbers) == len(parts):
-        return np.concatenate(numbers) if len(numbers) > 1 else numbers[0]
-    values: list[Any] = []
-    for part, batch in zip(parts, batches, strict=True):
-        if part is None:
-            values += [default] * len(batch)
-        else:
-            values += part.tolist() if isinstance(part, np.ndarray) else part
-    return values
 
 
 def _held(batch: Sequence[Row]) -> Mapping[str, Column]:
@@ -171,13 +160,6 @@ def _held(batch: Sequence[Row]) -> Mapping[str, Column]:
     if isinstance(batch, EventColumns):
         return batch.columns
     return dict(zip(COLUMNS, map(list, zip(*batch, strict=True)), strict=True)) if batch else {}
-
-
-def _at(values: Column, default: Any) -> bool:
-    """Whether every value is ``default``."""
-    if isinstance(values, np.ndarray):
-        return bool((values == default).all())
-    return values.count(default) == len(values)
 
 
 def note_spans(spans: dict[str, list[int]], stored: pa.Table) -> None:
