@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from openusage.catalogue import USAGE_KINDS
 from openusage.demo import demo_events
-from openusage.server.batches import fast_rows
+from openusage.server.batches import FEW_EVENTS, fast_rows
 from openusage.server.errors import ApiError
 from openusage.server.events import EventRules, events_from_body, parse_events
 from openusage.store.duckdb import batch_table
+from openusage.store.event_columns import EventColumns
 
 NOW = 1_800_000_000
 RULES = EventRules(now=NOW)
@@ -59,10 +60,10 @@ stamps = st.one_of(
 
 
 @st.composite
-def valid_event(draw: st.DrawFn) -> dict[str, Any]:
+def valid_event(draw: st.DrawFn, kind: str | None = None) -> dict[str, Any]:
     """An event the rules may well accept: right types, values from the catalogue, token
     counts drawn freely (so their identities hold or fail by chance)."""
-    kind = draw(st.sampled_from(list(USAGE_KINDS)))
+    kind = kind or draw(st.sampled_from(list(USAGE_KINDS)))
     endpoint = USAGE_KINDS[kind]
     made: dict[str, Any] = {"id": draw(st.sampled_from(["e1", "e2", "x" * 256])), "type": kind}
     made["timestamp"] = draw(stamps)
@@ -149,3 +150,31 @@ def test_the_fast_path_never_accepts_what_the_careful_one_refuses_nor_differs(
         assert expected is not None and list(rows) == expected
         # what DuckDB reads: the columns the fast path holds, as the rows the careful one makes
         assert batch_table([rows], given_only=True).equals(batch_table([expected], given_only=True))
+
+
+@st.composite
+def one_kind_batch(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Plausible events of one kind, enough of them to be held as columns."""
+    kind = draw(st.sampled_from(list(USAGE_KINDS)))
+    drawn = draw(st.one_of(alike_batch(), st.lists(valid_event(kind), min_size=1, max_size=4)))
+    return [{**e, "id": f"many-{n}"} for n, e in enumerate(drawn * (FEW_EVENTS // len(drawn) + 1))]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=one_kind_batch())
+def test_many_events_of_one_kind_are_held_as_columns_that_read_as_their_rows(
+    batch: list[dict[str, Any]],
+) -> None:
+    rows = fast_rows(orjson.dumps({"events": batch}), RULES, 10_000)
+    if rows is None:
+        return
+    expected = careful(batch)
+    assert expected is not None
+    assert isinstance(rows, EventColumns) and list(rows) == expected
+    few = fast_rows(orjson.dumps({"events": batch[:2]}), RULES, 10_000)
+    assert few is not None and not isinstance(few, EventColumns)
+    # a group commit's batches, columns and rows mixed, read as all their rows
+    commit = [rows, few, few, rows]
+    assert batch_table(commit, given_only=True).equals(
+        batch_table([[*expected, *expected[:2], *expected[:2], *expected]], given_only=True)
+    )
