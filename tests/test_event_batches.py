@@ -173,8 +173,20 @@ def test_many_events_of_one_kind_are_held_as_columns_that_read_as_their_rows(
     assert isinstance(rows, EventColumns) and list(rows) == expected
     few = fast_rows(orjson.dumps({"events": batch[:2]}), RULES, 10_000)
     assert few is not None and not isinstance(few, EventColumns)
+    # a store of another kind: it fills columns the batch holds none of
+    report = {
+        "id": "vs",
+        "type": "vector_stores",
+        "timestamp": NOW,
+        "vector_store_id": "vs_1",
+        "usage_bytes": 5,
+    }
+    other = careful([report])
+    assert other is not None
     # a group commit's batches, columns and rows mixed, read as all their rows
-    commit = [rows, few, few, rows]
-    assert batch_table(commit, given_only=True).equals(
-        batch_table([[*expected, *expected[:2], *expected[:2], *expected]], given_only=True)
-    )
+    commit = [rows, few, other, few, rows]
+    every_row = [[*expected, *expected[:2], *other, *expected[:2], *expected]]
+    for given_only in (True, False):
+        assert batch_table(commit, given_only=given_only).equals(
+            batch_table(every_row, given_only=given_only)
+        )
