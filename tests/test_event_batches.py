@@ -16,6 +16,7 @@ from openusage.demo import demo_events
 from openusage.server.batches import FEW_EVENTS, fast_rows
 from openusage.server.errors import ApiError
 from openusage.server.events import EventRules, events_from_body, parse_events
+from openusage.store.base import COLUMN_DEFAULTS
 from openusage.store.duckdb import batch_table
 from openusage.store.event_columns import EventColumns
 
@@ -186,7 +187,12 @@ def test_many_events_of_one_kind_are_held_as_columns_that_read_as_their_rows(
     # a group commit's batches, columns and rows mixed, read as all their rows
     commit = [rows, few, other, few, rows]
     every_row = [[*expected, *expected[:2], *other, *expected[:2], *expected]]
-    for given_only in (True, False):
-        assert batch_table(commit, given_only=given_only).equals(
-            batch_table(every_row, given_only=given_only)
-        )
+    whole = batch_table(every_row)
+    assert batch_table(commit).equals(whole)
+    # only columns at their default in every row are left to the table's defaults
+    given = batch_table(commit, given_only=True)
+    for name in whole.column_names:
+        if name in given.column_names:
+            assert given[name].equals(whole[name])
+        else:
+            assert whole[name].to_pylist() == [COLUMN_DEFAULTS[name]] * whole.num_rows
