@@ -78,6 +78,17 @@ def test_a_project_seen_only_in_usage_is_listed_without_a_name(server: Server, a
     assert named.name == "Named later"
 
 
+def test_projects_seen_in_a_batch_held_as_columns_are_listed(server: Server, admin: openai.OpenAI) -> None:
+    # enough events of one kind for the server to keep them in columns (FEW_EVENTS)
+    batch = [
+        event("completions", server.window(), project_id=f"proj_column_{n % 2}", input_tokens=1)
+        for n in range(100)
+    ]
+    server.ingest_ok(batch)
+    for name in ("proj_column_0", "proj_column_1"):
+        assert admin.admin.organization.projects.retrieve(name).id == name
+
+
 def test_projects_of_usage_stored_before_the_server_started_are_listed(tmp_path: Path) -> None:
     demo = run_cli("demo", "--days", "1", "--db", str(tmp_path / "usage.duckdb"))
     assert demo.returncode == 0, demo.stderr
