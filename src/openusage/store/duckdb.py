@@ -119,7 +119,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     **{name: pa.int64() for name in METRIC_COLUMNS},
 }
 #: what the events' table stores for a column an insert leaves out (``schema.py``)
-DEFAULTS: dict[str, Any] = {**dict.fromkeys(DIMENSIONS), **dict.fromkeys(METRIC_COLUMNS, 0)}
+DEFAULTS: dict[str, Any] = {name: COLUMN_DEFAULTS[name] for name in (*DIMENSIONS, *METRIC_COLUMNS)}
 
 
 def rows_table(rows: Sequence[Row]) -> pa.Table:
