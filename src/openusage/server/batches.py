@@ -127,32 +127,31 @@ def _settled(metrics: tuple[tuple[Metric, int], ...], given_values: Columns, n: 
     defaults = {m.name: m.default for m, _ in metrics}
     missing = {name: given_values[name].count(None) for name in names}
     if all(count in (0, n) for count in missing.values()):  # every event gives the same counts
-        groups = {tuple(not missing[name] for name in names): list(range(n))}
-    else:
-        groups = {}
-        signatures = zip(*([v is not None for v in given_values[name]] for name in names), strict=True)
-        for place, signature in enumerate(signatures):
-            groups.setdefault(signature, []).append(place)
-    settled: Columns = {}
+        return _settled_alike(given_values, {name for name in names if not missing[name]}, defaults, n)
+    groups: dict[tuple[bool, ...], list[int]] = {}
+    signatures = zip(*([v is not None for v in given_values[name]] for name in names), strict=True)
+    for place, signature in enumerate(signatures):
+        groups.setdefault(signature, []).append(place)
+    settled: Columns = {name: [0] * n for name in names}
     for signature, places in groups.items():
         given = {name for name, g in zip(names, signature, strict=True) if g}
-        if len(groups) == 1:
-            group = {
-                name: _Column(given_values[name] if name in given else [defaults[name]] * n) for name in names
-            }
-        else:
-            group = {
-                name: _Column(given_values[name][i] if name in given else defaults[name] for i in places)
-                for name in names
-            }
-        token_identities(group, given)  # type: ignore[arg-type]
-        if len(groups) == 1:  # plain lists: a _Column added to a list would sum into it
-            return {name: list(column) for name, column in group.items()}
-        for name in names:
-            column = settled.setdefault(name, [0] * n)
-            for place, value in zip(places, group[name], strict=True):
-                column[place] = value
+        values = {name: [given_values[name][i] for i in places] for name in given}
+        for name, column in _settled_alike(values, given, defaults, len(places)).items():
+            whole = settled[name]
+            for place, value in zip(places, column, strict=True):
+                whole[place] = value
     return settled
+
+
+def _settled_alike(given_values: Columns, given: set[str], defaults: dict[str, int], n: int) -> Columns:
+    """The token counts of ``n`` events that all give the counts named in ``given``."""
+    group = {
+        name: _Column(given_values[name]) if name in given else _Column([default] * n)
+        for name, default in defaults.items()
+    }
+    token_identities(group, given)  # type: ignore[arg-type]
+    # Plain lists: a _Column added to a list with += would be summed into it.
+    return {name: list(column) for name, column in group.items()}
 
 
 #: fewer events than this are handed on as rows (making columns of one event cost more)

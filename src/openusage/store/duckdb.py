@@ -137,12 +137,14 @@ def batch_table(batches: Sequence[Sequence[Row]], *, given_only: bool = False) -
     docs/performance.md)."""
     # Rows are read into columns once for a run of batches (single events come a few dozen
     # to a commit), columns stay as they are.
-    parts: list[Sequence[Row]] = []
+    parts: list[EventColumns | list[Row]] = []
     for batch in batches:
-        if isinstance(batch, EventColumns) or not parts or isinstance(parts[-1], EventColumns):
+        if isinstance(batch, EventColumns):
             parts.append(batch)
+        elif parts and isinstance(parts[-1], list):
+            parts[-1].extend(batch)
         else:
-            parts[-1] = [*parts[-1], *batch]
+            parts.append(list(batch))
     held = [_held(part) for part in parts]
     arrays: dict[str, pa.Array] = {}
     for name in COLUMNS:
