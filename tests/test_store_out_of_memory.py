@@ -168,6 +168,9 @@ class SqueezedAtCommit:
 
     def __init__(self, store: DuckDBStore, cursor: Any) -> None:
         self._store, self._cursor = store, cursor
+        # The store's insert reads its Arrow table by name from the frame that runs it,
+        # and this wrapper's frame comes between.
+        cursor.execute("SET python_scan_all_frames = true")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
