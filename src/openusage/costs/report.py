@@ -55,30 +55,30 @@ def _fixed(amount: Decimal) -> tuple[int, int]:
     return (units * 10**exponent, 0) if exponent >= 0 else (units, -exponent)
 
 
-class Total:
-    """One result's sums so far: its amount exactly, as a whole number of 10**-scale dollars
-    (integers add faster than decimals, and never round), and its quantity."""
+#: One result's sums so far, ``[units, scale, quantity, unit]``: its amount exactly, as a
+#: whole number of 10**-scale dollars (integers add faster than decimals, and never round),
+#: its quantity and the quantity's unit. A list, not an object: a costs page adds up about
+#: 15,000 lines, and making and updating an object for each result took a third of that
+#: work (docs/performance.md, twenty-first session).
+Sums = list[Any]
 
-    __slots__ = ("quantity", "scale", "unit", "units")
 
-    def __init__(self, unit: str) -> None:
-        self.units, self.scale, self.unit = 0, 0, unit
-        self.quantity: Decimal | int = 0
+def _add(sums: Sums, units: int, scale: int, quantity: Decimal | int) -> None:
+    """Add an amount of ``units`` 10**-``scale`` dollars, and its quantity, to ``sums``."""
+    if scale > sums[1]:
+        sums[0] *= 10 ** (scale - sums[1])
+        sums[1] = scale
+    sums[0] += units * 10 ** (sums[1] - scale)
+    if isinstance(quantity, int) and isinstance(sums[2], int):
+        sums[2] += quantity
+    else:
+        sums[2] = EXACT.add(sums[2], quantity)
 
-    def add(self, units: int, scale: int, quantity: Decimal | int) -> None:
-        if scale > self.scale:
-            self.units *= 10 ** (scale - self.scale)
-            self.scale = scale
-        self.units += units * 10 ** (self.scale - scale) if scale < self.scale else units
-        if isinstance(quantity, int) and isinstance(self.quantity, int):
-            self.quantity += quantity
-        else:
-            self.quantity = EXACT.add(self.quantity, quantity)
 
-    @property
-    def usd(self) -> float:
-        power: int = 10**self.scale
-        return self.units / power  # a quotient of integers: correctly rounded
+def _usd(sums: Sums) -> float:
+    units: int = sums[0]
+    power: int = 10 ** sums[1]
+    return units / power  # a quotient of integers: correctly rounded
 
 
 @lru_cache(maxsize=16_384)  # about 25 MB at most
@@ -159,6 +159,22 @@ def _key_maker(group_by: tuple[str, ...], who: tuple[str, ...]) -> KeyOf:
     return lambda name, values: tuple(name if p is None else None if p < 0 else values[p] for p in places)
 
 
+def _priced_rows(
+    rows: list[AggregateRow], query: Aggregation, book: PriceBook, people: int
+) -> Iterator[tuple[int, tuple[Any, ...], tuple[PricedLine, ...], Sequence[int]]]:
+    """Each row of ``query`` (grouped by its first ``people`` dimensions, then by what
+    prices its kind) with its items' lines and quantities, in the same order."""
+    quantities = _quantities(query.kind, query.metrics)
+    pricing = query.group_by[people:]
+    periods: dict[int, date] = {}  # bucket start -> the run of days with its prices
+    for start, values, metrics in rows:
+        period = periods.get(start)
+        if period is None:
+            period = periods[start] = book.period_start(datetime.fromtimestamp(start, UTC).date())
+        priced_lines = _period_lines(book, query.kind, pricing, period, values[people:])
+        yield start, values, priced_lines, quantities(metrics)
+
+
 def _lines(
     rows: list[AggregateRow],
     query: Aggregation,
@@ -169,19 +185,40 @@ def _lines(
 ) -> Iterator[Line]:
     """The lines with usage of the rows of ``query``, grouped by its first ``people``
     dimensions, then by what prices its kind; only the names ``wanted``, if given."""
-    quantities = _quantities(query.kind, query.metrics)
-    pricing = query.group_by[people:]
     key_of = _key_maker(group_by, query.group_by[:people])
-    periods: dict[int, date] = {}  # bucket start -> the run of days with its prices
-    for start, values, metrics in rows:
-        period = periods.get(start)
-        if period is None:
-            period = periods[start] = book.period_start(datetime.fromtimestamp(start, UTC).date())
-        combo = values[people:]
-        priced_lines = _period_lines(book, query.kind, pricing, period, combo)
-        for priced, quantity in zip(priced_lines, quantities(metrics), strict=True):
+    for start, values, priced_lines, quantities in _priced_rows(rows, query, book, people):
+        for priced, quantity in zip(priced_lines, quantities, strict=True):
             if quantity and (wanted is None or priced.name in wanted):
-                yield start, combo, priced, quantity, key_of(priced.name, values)
+                yield start, values[people:], priced, quantity, key_of(priced.name, values)
+
+
+def _add_lines(
+    totals: dict[int, dict[tuple[Any, ...], Sums]],
+    rows: list[AggregateRow],
+    query: Aggregation,
+    book: PriceBook,
+    group_by: tuple[str, ...],
+    wanted: frozenset[str] | None,
+    people: int = 0,
+) -> None:
+    """Add ``_lines``' lines to their results' sums in ``totals``, each priced as it
+    comes: no line is kept, and a line priced at its result's scale adds in place."""
+    key_of = _key_maker(group_by, query.group_by[:people])
+    for start, values, priced_lines, quantities in _priced_rows(rows, query, book, people):
+        groups = totals.get(start)
+        if groups is None:
+            groups = totals[start] = {}
+        for priced, quantity in zip(priced_lines, quantities, strict=True):
+            if quantity and (wanted is None or priced.name in wanted):
+                key = key_of(priced.name, values)
+                found = groups.get(key)
+                if found is None:
+                    groups[key] = [quantity * priced.units, priced.scale, quantity, priced.item.unit]
+                elif found[1] == priced.scale and isinstance(found[2], int):
+                    found[0] += quantity * priced.units
+                    found[2] += quantity
+                else:
+                    _add(found, quantity * priced.units, priced.scale, quantity)
 
 
 def _priced_by_who(
@@ -223,13 +260,13 @@ def cost_results(
     """
     wanted = frozenset(str(v) for v in filters["line_item"]) if "line_item" in filters else None
     usage_filters = {k: v for k, v in filters.items() if k != "line_item"}
-    totals: dict[int, dict[tuple[Any, ...], Total]] = {}  # per bucket start, per group
+    totals: dict[int, dict[tuple[Any, ...], Sums]] = {}  # per bucket start, per group
 
-    def total(start: int, key: tuple[Any, ...], unit: str) -> Total:
+    def total(start: int, key: tuple[Any, ...], unit: str) -> Sums:
         groups = totals.setdefault(start, {})
         found = groups.get(key)
         if found is None:
-            found = groups[key] = Total(unit)
+            found = groups[key] = [0, 0, 0, unit]
         return found
 
     for endpoint in USAGE_ENDPOINTS:
@@ -259,26 +296,28 @@ def cost_results(
                     if wanted is not None and line.name not in wanted:
                         continue
                     key = tuple(line.name if g == "line_item" else row.get(g) for g in group_by)
-                    total(start, key, line.unit).add(*_fixed(line.amount), line.quantity)
+                    _add(total(start, key, line.unit), *_fixed(line.amount), line.quantity)
             continue
         # The lines of each day's (model, tier, ...), with their prices.
         at_prices = replace(base, group_by=pricing, metrics=_item_metrics(endpoint.name))
-        lines = list(_lines(store.aggregate(at_prices), at_prices, book, group_by, wanted))
+        usage = store.aggregate(at_prices)
         people = tuple(d for d in base.group_by if d in group_by)  # costs group by no pricing one
-        if people and lines:
-            by_who = replace(base, group_by=(*people, *pricing), metrics=_item_metrics(endpoint.name))
-            try:
-                # The store sums the usage per group and line, and prices it.
-                priced_rows = store.aggregate_priced(_priced_by_who(by_who, lines, len(people), group_by))
-            except AmountsOutOfRange:
-                # Past the engine's decimals: priced here from its 128-bit sums (slower).
-                lines = list(_lines(store.aggregate(by_who), by_who, book, group_by, wanted, len(people)))
-            else:
-                for start, key, amount, quantity, unit in priced_rows:
-                    total(start, key, unit).add(*_fixed(amount), quantity)
-                continue
-        for start, _, priced, quantity, key in lines:
-            total(start, key, priced.item.unit).add(quantity * priced.units, priced.scale, quantity)
+        if not people:
+            _add_lines(totals, usage, at_prices, book, group_by, wanted)
+            continue
+        lines = list(_lines(usage, at_prices, book, group_by, wanted))
+        if not lines:
+            continue
+        by_who = replace(base, group_by=(*people, *pricing), metrics=_item_metrics(endpoint.name))
+        try:
+            # The store sums the usage per group and line, and prices it.
+            priced_rows = store.aggregate_priced(_priced_by_who(by_who, lines, len(people), group_by))
+        except AmountsOutOfRange:
+            # Past the engine's decimals: priced here from its 128-bit sums (slower).
+            _add_lines(totals, store.aggregate(by_who), by_who, book, group_by, wanted, len(people))
+        else:
+            for start, key, amount, quantity, unit in priced_rows:
+                _add(total(start, key, unit), *_fixed(amount), quantity)
 
     template: dict[str, Any] = {
         "object": result_object,
@@ -293,10 +332,10 @@ def cost_results(
         for key in _ordered(groups):
             sums = groups[key]
             result = template.copy()
-            result["amount"] = {"value": sums.usd, "currency": "usd"}
+            result["amount"] = {"value": _usd(sums), "currency": "usd"}
             result.update(zip(group_by, key, strict=True))
             if "line_item" in group_by:
-                result["quantity"] = _number(sums.quantity)
-                result["quantity_unit"] = sums.unit
+                result["quantity"] = _number(sums[2])
+                result["quantity_unit"] = sums[3]
             results.append(result)
     return by_bucket
