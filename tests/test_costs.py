@@ -745,6 +745,32 @@ def test_a_line_items_filter_reaches_every_kind(costs_server: Server) -> None:
     assert day_totals(page) == [Decimal("0.03") + Decimal("0.02")]
 
 
+def test_lines_of_one_name_from_several_rows_add_their_quantities_and_amounts(tmp_path: Path) -> None:
+    """Rows that price alike under one line's name (no tier and the default tier; a tool's
+    calls from two models) are one result: each row's quantity and amount added in."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text(PRICES + '[[price]]\nmodel = "r-test"\nitem = "web search tool calls"\nusd = "0.025"\n')
+    running = start_server(tmp_path, "--lookback-days", "0", "--prices", str(prices))
+    try:
+        running.ingest_ok(
+            [
+                event("completions", DAY0 + 60, "n1", model="m-test", input_tokens=300_000, **P1),
+                event("completions", DAY0 + 60, "n2", model="m-test", input_tokens=100_000,
+                      service_tier="default", **P1),
+                event("web_search_calls", DAY0 + 60, "n3", model="m-test", num_requests=3, **P1),
+                event("web_search_calls", DAY0 + 60, "n4", model="r-test", num_requests=4, **P1),
+            ]
+        )  # fmt: skip
+        page = exact(running, {"start_time": DAY0, "end_time": DAY0 + DAY, "group_by": "line_item"})
+    finally:
+        stop_server(running)
+    got = {r["line_item"]: (r["amount"]["value"], r["quantity"]) for r in page["data"][0]["results"]}
+    assert got == {
+        "m-test, input": (Decimal("0.8"), 400_000),  # $2/M either way
+        "web search tool calls": (Decimal("0.13"), 7),  # 3 at $0.01 and 4 at $0.025
+    }
+
+
 def test_a_fractional_quantity_is_written_as_it_is(tmp_path: Path) -> None:
     """7/64 GiB stored for a day is 2.625 GiB-hours: not rounded, not cut to 2."""
     prices = tmp_path / "prices.toml"
