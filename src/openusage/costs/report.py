@@ -58,7 +58,7 @@ def _fixed(amount: Decimal) -> tuple[int, int]:
 #: One result's sums so far, ``[units, scale, quantity, unit]``: its amount exactly, as a
 #: whole number of 10**-scale dollars (integers add faster than decimals, and never round),
 #: its quantity and the quantity's unit. A list, not an object: a costs page adds up about
-#: 15,000 lines, and making and updating an object for each result took a third of that
+#: 15,000 lines, and making and updating an object for each result took a quarter of that
 #: work (docs/performance.md, twenty-first session).
 Sums = list[Any]
 
