@@ -140,8 +140,8 @@ def _narrowed(
     return narrowed
 
 
-#: (bucket start, pricing values, the line, its quantity, its group in the answer)
-Line = tuple[int, tuple[Any, ...], PricedLine, int, tuple[Any, ...]]
+#: (bucket start, pricing values, the line): a line with usage, for its price
+Line = tuple[int, tuple[Any, ...], PricedLine]
 
 
 #: a line's group in the answer from its name and its row's values
@@ -176,20 +176,14 @@ def _priced_rows(
 
 
 def _lines(
-    rows: list[AggregateRow],
-    query: Aggregation,
-    book: PriceBook,
-    group_by: tuple[str, ...],
-    wanted: frozenset[str] | None,
-    people: int = 0,
+    rows: list[AggregateRow], query: Aggregation, book: PriceBook, wanted: frozenset[str] | None
 ) -> Iterator[Line]:
-    """The lines with usage of the rows of ``query``, grouped by its first ``people``
-    dimensions, then by what prices its kind; only the names ``wanted``, if given."""
-    key_of = _key_maker(group_by, query.group_by[:people])
-    for start, values, priced_lines, quantities in _priced_rows(rows, query, book, people):
+    """The lines with usage of the rows of ``query`` (grouped by what prices its kind);
+    only the names ``wanted``, if given."""
+    for start, values, priced_lines, quantities in _priced_rows(rows, query, book, 0):
         for priced, quantity in zip(priced_lines, quantities, strict=True):
             if quantity and (wanted is None or priced.name in wanted):
-                yield start, values[people:], priced, quantity, key_of(priced.name, values)
+                yield start, values, priced
 
 
 def _add_lines(
@@ -201,8 +195,10 @@ def _add_lines(
     wanted: frozenset[str] | None,
     people: int = 0,
 ) -> None:
-    """Add ``_lines``' lines to their results' sums in ``totals``, each priced as it
-    comes: no line is kept, and a line priced at its result's scale adds in place."""
+    """Add the lines with usage of the rows of ``query`` (grouped by its first ``people``
+    dimensions, then by what prices its kind; only the names ``wanted``) to their results'
+    sums in ``totals``, each as it is priced: no line is kept, and a line priced at its
+    result's scale adds in place."""
     key_of = _key_maker(group_by, query.group_by[:people])
     for start, values, priced_lines, quantities in _priced_rows(rows, query, book, people):
         groups = totals.get(start)
@@ -227,7 +223,7 @@ def _priced_by_who(
     """``usage`` (grouped by its first ``people`` dimensions, then by what prices its kind)
     priced with the prices of ``lines``, read only for the metrics and values they need."""
     pricing = usage.group_by[people:]
-    prices = [(start, *combo, p.item.item, p.name, p.usd, p.item.unit) for start, combo, p, _, _ in lines]
+    prices = [(start, *combo, p.item.item, p.name, p.usd, p.item.unit) for start, combo, p in lines]
     names = {p[-4] for p in prices}
     items = tuple(item for item in LINEAR_ITEMS[usage.kind] if item.item in names)
     return PricedAggregation(
@@ -305,7 +301,7 @@ def cost_results(
         if not people:
             _add_lines(totals, usage, at_prices, book, group_by, wanted)
             continue
-        lines = list(_lines(usage, at_prices, book, group_by, wanted))
+        lines = list(_lines(usage, at_prices, book, wanted))
         if not lines:
             continue
         by_who = replace(base, group_by=(*people, *pricing), metrics=_item_metrics(endpoint.name))
