@@ -48,9 +48,13 @@ from .ratelimit import FailureLimiter, RateLimiter
 log = logging.getLogger("openusage.server")
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
-#: a body this small is decoded and checked on the event loop (about 50 us for one event):
+#: a body this small is decoded and checked on the event loop (about 10 us for one event):
 #: a hop to a worker thread and back cost more than the work (single events: 547 -> 577/s)
 SMALL_BODY_BYTES = 4096
+#: a body this small holds a few events, which are checked faster one by one than as
+#: columns, whose making has a fixed cost: one event 8.6-10.4 against 37-38 us, even at
+#: about 5 events (docs/performance.md, twenty-second session)
+FEW_EVENTS_BYTES = 512
 #: how many keys the server keeps as found (more are read from the file each time)
 KNOWN_KEYS = 10_000
 #: the key set by $OPENUSAGE_ADMIN_KEY, which the keyring does not hold
@@ -342,11 +346,13 @@ def create_app(
     def checked_rows(body: bytes, encoding: str, content_type: str) -> Sequence[Row]:
         body = inflate(body, encoding, settings.max_body_bytes)
         rules = EventRules(now=int(clock()), max_future_seconds=settings.max_future_seconds)
-        if content_type.split(";")[0].strip().lower() in ("", "application/json"):
+        media = content_type.split(";")[0].strip().lower()
+        if len(body) > FEW_EVENTS_BYTES and media in ("", "application/json"):
             rows = fast_rows(body, rules, settings.max_batch_events)
             if rows is not None:
                 return rows
-        # NDJSON, or a batch the fast path leaves to the careful one (which names any error)
+        # NDJSON, a few events, or a batch the fast path leaves to the careful one (which
+        # names any error)
         return parse_events(decode_events(body, content_type, settings.max_batch_events), rules)
 
     async def ingest(request: Request) -> Response:
