@@ -24,6 +24,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .base import (
     COLUMN_DEFAULTS,
@@ -167,9 +168,14 @@ def _held(batch: Sequence[Row]) -> Mapping[str, Column]:
 def note_spans(spans: dict[str, list[int]], stored: pa.Table) -> None:
     """Count newly stored events into each kind's ``[events, earliest ts, latest ts]``,
     the router's cost model."""
-    by_kind = stored.group_by("kind").aggregate([("ts", "count"), ("ts", "min"), ("ts", "max")])
-    columns = (by_kind[c].to_pylist() for c in ("kind", "ts_count", "ts_min", "ts_max"))
-    for kind, n, lo, hi in zip(*columns, strict=True):
+    kinds, stamps = stored["kind"], stored["ts"]
+    distinct = pc.unique(kinds).to_pylist()
+    for kind in distinct:
+        # A commit mostly holds one kind. (Arrow's grouping engine took 0.2 ms for any
+        # commit, a seventh of the writer's time with single events; this 0.013 ms.)
+        of_kind = stamps if len(distinct) == 1 else pc.filter(stamps, pc.equal(kinds, kind))
+        bounds = pc.min_max(of_kind)
+        n, lo, hi = len(of_kind), bounds["min"].as_py(), bounds["max"].as_py()
         before = spans.get(kind, [0, lo, hi])
         spans[kind] = [before[0] + n, min(before[1], lo), max(before[2], hi)]
 
@@ -410,7 +416,7 @@ class DuckDBStore:
             self._roll_due.set()
         results, place = [], 0
         for batch in batches:
-            inserted = int(fresh[place : place + len(batch)].sum())
+            inserted = len(batch) if count == size else int(fresh[place : place + len(batch)].sum())
             results.append(AppendResult(inserted=inserted, duplicates=len(batch) - inserted))
             place += len(batch)
         return results
