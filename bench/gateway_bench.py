@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import atexit
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -108,6 +109,8 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="openusage-gateway-bench-"))
+    # Registered first, so it runs after the servers are killed (exit handlers run last first).
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     upstream_port, gateway_port = free_port(), free_port()
     upstream = f"http://127.0.0.1:{upstream_port}/v1"
     gateway = f"http://127.0.0.1:{gateway_port}/v1"

@@ -21,6 +21,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -304,9 +305,14 @@ def main() -> None:
         default="random",
         help="event ids in no order (as an upstream's are) or counting up (as ULIDs do)",
     )
+    parser.add_argument("--keep", action="store_true", help="keep the store's folder after the run")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="openusage-bench-"))
+    if args.keep:
+        print(f"the store: {folder}")
+    else:  # registered first, so it runs after the server is killed (exit handlers run last first)
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     db = folder / "bench.duckdb"
     port = free_port()
     now = int(time.time())
