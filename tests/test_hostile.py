@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import logging
 import os
+import re
 import socket
 import sqlite3
 import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,6 +208,77 @@ def test_oversized_or_malformed_requests_get_the_error_envelope(
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 %d " % status), head
     assert httpx.Response(status, content=body).json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_head_that_grows_past_the_limit_in_small_pieces_is_refused(server: Server) -> None:
+    """The limit counts a head across the chunks it arrives in, not per chunk."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        answer = b""
+        for n in range(200):  # 200 headers of 1 KiB, sent one at a time
+            try:
+                sock.sendall(b"X-Header-%d: %s\r\n" % (n, b"a" * 1024))
+            except OSError:  # refused and closed: the answer is waiting to be read
+                break
+            threading.Event().wait(0.002)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+
+
+def test_heads_under_the_limit_and_bodies_past_it_are_answered(server: Server) -> None:
+    # A head of about 60 KiB passes; the limit is on heads, never on bodies, even a body
+    # that arrives in the same packets as its head.
+    answer = raw_exchange(
+        server,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 60_000 + b"\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+    batch = {
+        "events": [
+            event(
+                "completions",
+                int(time.time()) - 3600,
+                f"big-body-{i}",
+                model="gpt-4o-mini",
+                project_id="proj_big",
+                input_tokens=i,
+            )
+            for i in range(1_500)
+        ]
+    }
+    body = json.dumps(batch).encode()
+    assert len(body) > 2 * 64 * 1024
+    answer = raw_exchange(
+        server,
+        b"POST /v1/organization/usage/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (server.admin_key.encode(), len(body), body),
+    )
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+
+
+def test_a_kept_alive_connection_answers_far_more_than_the_limit_in_heads(server: Server) -> None:
+    """Each request's head counts alone: a connection's heads together pass the limit."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 900 + b"\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        for _ in range(3 * 64):  # 3 x 64 KiB of heads
+            sock.sendall(request)
+            answer = b""
+            while not answer.endswith(b'{"status":"ok"}'):
+                chunk = sock.recv(65536)
+                assert chunk, "closed"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+
+
+def test_pipelined_requests_are_each_answered_in_order(server: Server) -> None:
+    requests = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+    requests += b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    # Each answer's body runs straight into the next answer's status line.
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", raw_exchange(server, requests)) == [b"200", b"200", b"404"]
 
 
 def test_idle_and_trickling_connections_are_closed(guarded: Server) -> None:
