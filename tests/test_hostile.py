@@ -272,6 +272,11 @@ def test_a_kept_alive_connection_answers_far_more_than_the_limit_in_heads(server
                 assert chunk, "closed"
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+        # Then a head in two parts: the first part alone is a head still arriving.
+        sock.sendall(request[:40])
+        threading.Event().wait(0.2)
+        sock.sendall(request[40:])
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
 def test_pipelined_requests_are_each_answered_in_order(server: Server) -> None:
