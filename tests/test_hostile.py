@@ -274,7 +274,7 @@ def test_a_kept_alive_connection_answers_far_more_than_the_limit_in_heads(server
     host, port = server.base_url.removeprefix("http://").split(":")
     request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 900 + b"\r\n\r\n"
     with socket.create_connection((host, int(port)), timeout=30) as sock:
-        for _ in range(3 * 64):  # 3 x 64 KiB of heads
+        for _ in range(3 * 64):  # about 180 KB of heads
             sock.sendall(request)
             answer = b""
             while not answer.endswith(b'{"status":"ok"}'):
