@@ -4,6 +4,7 @@ real server process."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -259,7 +260,9 @@ def test_keys_are_stored_only_as_hashes_and_never_logged(tmp_path: Path) -> None
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     requests = [line for line in lines if line["logger"] == "openusage.access"]
     assert [r["status"] for r in requests[-2:]] == [200, 401]
-    assert all(r["request_id"].startswith("req_") and r["path"] == "/v1" + EMBEDDINGS for r in requests[-2:])
+    assert all(re.fullmatch("req_[0-9a-f]{32}", r["request_id"]) for r in requests)
+    assert len({r["request_id"] for r in requests}) == len(requests) >= 3, "each request its own id"
+    assert all(r["path"] == "/v1" + EMBEDDINGS for r in requests[-2:])
     assert response.headers["x-request-id"] == requests[-1]["request_id"]
 
 
