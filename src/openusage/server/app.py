@@ -458,8 +458,8 @@ def create_app(
         )
         return json_response(ApiError(exc.status_code, message).body(), exc.status_code)
 
-    # Ingestion first: the router tries each route's pattern in turn (a tenth of the event
-    # loop's time a single event with ingestion behind the read endpoints and admin routes).
+    # Ingestion first: the router tries each route's pattern in turn (a twentieth of the
+    # event loop's time a single event with ingestion behind the read and admin routes).
     routes: list[BaseRoute] = [Route("/v1/organization/usage/events", ingest, methods=["POST"])]
     routes += [Route("/v1" + e.path, read_endpoint(e), methods=["GET"]) for e in ENDPOINTS]
     routes += admin.routes(auth.require, read_body, json_response)
