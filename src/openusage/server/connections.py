@@ -102,10 +102,6 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._disarm_head_deadline()
-        if self._in_body and not self.transport.is_closing():
-            # Answered before its body arrived (a 413 from the declared length): the rest
-            # is drained for a moment, and the connection closed, not kept for more.
-            self._linger()
 
     def _arm_head_deadline(self) -> None:
         self._disarm_head_deadline()
@@ -138,9 +134,6 @@ class GuardedProtocol(HttpToolsProtocol):
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
         )
-        self._linger()
-
-    def _linger(self) -> None:
         # Drop what the client still sends for a moment: closing a socket with unread
         # data makes the peer see a reset, and lose the answer.
         self._draining = True
