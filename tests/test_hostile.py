@@ -183,9 +183,24 @@ def test_a_cursor_signed_with_a_stolen_secret_cannot_reach_past_its_first_reques
     assert forged(costs, day0 + 2 * DAY, next_start=day0, path="/organization/costs").status_code == 200
 
 
-def raw_exchange(server: Server, request: bytes) -> bytes:
+def connect(server: Server) -> socket.socket:
+    """A plain socket to the server, for what an HTTP client would not send."""
     host, port = server.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def read_answer(sock: socket.socket, ending: bytes) -> bytes:
+    """What the server sends until it has sent ``ending``; the connection must stay open."""
+    answer = b""
+    while not answer.endswith(ending):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {answer[:80]!r}"
+        answer += chunk
+    return answer
+
+
+def raw_exchange(server: Server, request: bytes) -> bytes:
+    with connect(server) as sock:
         sock.sendall(request)
         chunks = []
         while chunk := sock.recv(65536):
@@ -212,8 +227,7 @@ def test_oversized_or_malformed_requests_get_the_error_envelope(
 
 def test_a_head_that_grows_past_the_limit_in_small_pieces_is_refused(server: Server) -> None:
     """The limit counts a head across the chunks it arrives in, not per chunk."""
-    host, port = server.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with connect(server) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         answer = b""
         for n in range(200):  # 200 headers of 1 KiB, sent one at a time
@@ -228,7 +242,7 @@ def test_a_head_that_grows_past_the_limit_in_small_pieces_is_refused(server: Ser
 
 
 def test_heads_under_the_limit_and_bodies_past_it_are_answered(server: Server) -> None:
-    # A head of about 60 KiB passes; the limit is on heads, never on bodies, even a body
+    # A head of about 60 KB passes; the limit is on heads, never on bodies, even a body
     # that arrives in the same packets as its head.
     answer = raw_exchange(
         server,
@@ -255,12 +269,9 @@ def test_heads_under_the_limit_and_bodies_past_it_are_answered(server: Server) -
         b"Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
         % (server.admin_key.encode(), len(body), body)
     )
-    host, port = server.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with connect(server) as sock:
         sock.sendall(post)
-        answer = b""
-        while not answer.endswith(b"}"):
-            answer += sock.recv(65536)
+        answer = read_answer(sock, b"}")
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
         # The next head on the connection, in two parts: the body before it is no part of it.
         sock.sendall(b"GET /health HTTP/1.1\r\n")
@@ -271,16 +282,11 @@ def test_heads_under_the_limit_and_bodies_past_it_are_answered(server: Server) -
 
 def test_a_kept_alive_connection_answers_far_more_than_the_limit_in_heads(server: Server) -> None:
     """Each request's head counts alone: a connection's heads together pass the limit."""
-    host, port = server.base_url.removeprefix("http://").split(":")
     request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 900 + b"\r\n\r\n"
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with connect(server) as sock:
         for _ in range(3 * 64):  # about 180 KB of heads
             sock.sendall(request)
-            answer = b""
-            while not answer.endswith(b'{"status":"ok"}'):
-                chunk = sock.recv(65536)
-                assert chunk, "closed"
-                answer += chunk
+            answer = read_answer(sock, b'{"status":"ok"}')
             assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
         # Then a head in two parts: the first part alone is a head still arriving.
         sock.sendall(request[:40])
@@ -303,8 +309,7 @@ def test_idle_and_trickling_connections_are_closed(guarded: Server) -> None:
     answer = raw_exchange(guarded, b"GET /health HTTP/1.1\r\nHost: x\r\n")
     assert answer.startswith(b"HTTP/1.1 408 ")
     # A kept-alive connection trickling a byte at a time is closed too.
-    host, port = guarded.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with connect(guarded) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b"200 OK" in sock.recv(65536)
         closed = False
