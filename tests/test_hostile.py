@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import select
 import socket
 import sqlite3
 import stat
@@ -30,7 +31,7 @@ from openusage.server.params import parse_query
 from openusage.settings import Settings
 from openusage.store import DuckDBStore
 
-from .conftest import ADMIN_KEY, DAY, Server, event, free_port, start_server, stop_server
+from .conftest import ADMIN_KEY, DAY, Server, event, free_port, proxy_key, start_server, stop_server
 
 COMPLETIONS = "/organization/usage/completions"
 
@@ -77,9 +78,12 @@ def test_a_busy_port_is_one_sentence_before_anything_is_announced(tmp_path: Path
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with the default limit on failed authentications and a short head deadline."""
+    """A server with the default limit on failed authentications and short head and body
+    deadlines."""
     tmp = tmp_path_factory.mktemp("guarded")
-    running = start_server(tmp, "--lookback-days", "0", "--header-timeout", "1", guess_limit=True)
+    running = start_server(
+        tmp, "--lookback-days", "0", "--header-timeout", "1", "--body-timeout", "1", guess_limit=True
+    )
     yield running
     stop_server(running)
 
@@ -322,6 +326,89 @@ def test_idle_and_trickling_connections_are_closed(guarded: Server) -> None:
                 break
         if not closed:  # the answer (408) or the close arrives on the next read
             assert sock.recv(65536).startswith(b"HTTP/1.1 408") or sock.recv(65536) == b""
+
+
+def ingest_head(length: int, *, key: str = ADMIN_KEY) -> bytes:
+    """The line and headers of a batch of ``length`` bytes to the ingestion endpoint."""
+    return (
+        b"POST /v1/organization/usage/events HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        % (key.encode(), length)
+    )
+
+
+def batch_of_one(ts: int) -> bytes:
+    return json.dumps({"events": [event("embeddings", ts, input_tokens=7)]}).encode()
+
+
+def test_a_trickled_body_gets_408_and_a_slow_steady_one_is_stored(guarded: Server) -> None:
+    # A byte every quarter second of a 100 kB body: cut once the 1 s deadline (plus 1/500 s
+    # for each byte) has passed, with 408 in the envelope.
+    with connect(guarded) as sock:
+        sock.sendall(ingest_head(100_000))
+        for _ in range(80):  # 20 s at most
+            sock.sendall(b" ")
+            readable, _, _ = select.select([sock], [], [], 0.25)
+            if readable:
+                break
+        answer = read_answer(sock, b"}}")
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["message"] == (
+            "The request's body did not arrive in time."
+        )
+        assert b"connection: close" in answer.lower()
+    # 2,400 bytes over about 2 s, past the 1 s deadline but well above 500 bytes a second.
+    body = batch_of_one(1_790_000_000)
+    body += b" " * (2400 - len(body))
+    with connect(guarded) as sock:
+        sock.sendall(ingest_head(len(body)))
+        for start in range(0, len(body), 120):
+            sock.sendall(body[start : start + 120])
+            threading.Event().wait(0.1)
+        answer = read_answer(sock, b"}")
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["inserted"] == 1
+
+
+def test_a_client_leaving_mid_body_is_logged_as_gone_not_as_a_fault(guarded: Server) -> None:
+    with connect(guarded) as sock:
+        sock.sendall(ingest_head(1000) + b'{"events": [')
+    deadline = time.monotonic() + 30
+    while True:
+        lines = [
+            json.loads(line) for line in guarded.log_path.read_text().splitlines() if line.startswith("{")
+        ]
+        gone = [line for line in lines if line.get("status") == 499]
+        if gone or time.monotonic() > deadline:
+            break
+        threading.Event().wait(0.1)
+    assert gone and gone[-1]["path"] == "/v1/organization/usage/events"
+    assert not [line for line in lines if line.get("level") == "ERROR"]
+
+
+def test_a_body_waiting_behind_a_slow_pipelined_call_is_not_cut(tmp_path: Path, upstream: str) -> None:
+    # The gateway's first call takes 3 s upstream; the batch pipelined behind it waits its
+    # turn unread, and that wait is not the client's slowness.
+    running = start_server(
+        tmp_path, "--upstream", upstream, "--upstream-timeout", "10", "--body-timeout", "1"
+    )
+    try:
+        secret, _ = proxy_key(running)
+        call = json.dumps({"model": "slow-3", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        slow = (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (secret.encode(), len(call), call)
+        )
+        body = batch_of_one(1_790_000_000)
+        with connect(running) as sock:
+            sock.sendall(slow + ingest_head(len(body)))
+            threading.Event().wait(0.3)  # the batch's head is read apart from its body
+            sock.sendall(body)
+            answers = read_answer(sock, b'"duplicates":0}')
+        assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"200"], answers[:300]
+    finally:
+        stop_server(running)
 
 
 def test_gzip_batches_are_accepted_and_bombs_refused(server: Server) -> None:

@@ -14,7 +14,7 @@ import click
 
 from ..admin.notify import smtp_problem
 from ..keyring import SCOPES, Keyring
-from ..server.connections import HEADER_TIMEOUT, connection_limits
+from ..server.connections import BODY_TIMEOUT, HEADER_TIMEOUT, MIN_BODY_RATE, connection_limits
 from ..server.events import MAX_STRING_LENGTH
 from ..settings import Settings, admin_key_problem
 from ..store.duckdb import RECENT_KEYS
@@ -66,6 +66,14 @@ GC_THRESHOLDS = (50_000, 20, 10)
     show_default=True,
     help="Seconds a client has to send a request's line and headers; an idle connection is "
     "closed after this long (kept-alive ones after 5 s).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0.1),
+    default=BODY_TIMEOUT,
+    show_default=True,
+    help=f"Seconds a client has to send a request's body, plus one for each {MIN_BODY_RATE} bytes "
+    "it has sent: a slow upload goes on, a trickle gets 408.",
 )
 @click.option(
     "--memory-limit",
@@ -145,6 +153,7 @@ def serve(
     rate_limit: int | None,
     auth_failures_per_minute: int | None,
     header_timeout: float,
+    body_timeout: float,
     memory_limit: str | None,
     held_keys: int | None,
     prices_path: Path | None,
@@ -235,7 +244,7 @@ def serve(
         create_app(settings, keyring=keyring, store=store, close_store=True),
         log_config=logging_config(),
         access_log=False,
-        **connection_limits(header_timeout),
+        **connection_limits(header_timeout, body_timeout),
     )
     # What exists now (modules, the price data, the app) lives as long as the process: kept
     # out of every later collection, a full one no longer walks it (50 ms of a costs page).

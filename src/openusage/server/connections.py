@@ -1,11 +1,16 @@
 """HTTP connections a slow or hostile client cannot hold: timeouts and oversized requests.
 
 uvicorn's httptools protocol (llhttp, a C parser: about a tenth less server time a request
-than h11 in pure Python, docs/performance.md), with three changes:
+than h11 in pure Python, docs/performance.md), with four changes:
 
 - a request's line and headers must arrive within ``HEADER_TIMEOUT`` seconds of its first
   byte (or of the connection, for the first request); an idle kept-alive connection is
   closed after ``KEEP_ALIVE_TIMEOUT`` seconds, however slowly bytes trickle in;
+- a request's body must arrive within ``BODY_TIMEOUT`` seconds plus a second for each
+  ``MIN_BODY_RATE`` bytes received (Apache's mod_reqtimeout rule): a slow upload over a
+  poor link is kept, a trickle that would hold the connection for hours gets 408; time
+  the server itself is not reading (a pipelined request waiting its turn, a full buffer,
+  ``Expect: 100-continue`` not yet answered) does not count;
 - a request line or headers of ``MAX_HEAD_BYTES`` or more get 414 (or 431) in the API's
   error envelope (llhttp sets no limit of its own), and a malformed request 400, instead
   of a plain-text body;
@@ -27,19 +32,33 @@ from .errors import ApiError
 
 HEADER_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
+BODY_TIMEOUT = 20.0
+#: bytes a second a body must average once ``BODY_TIMEOUT`` has passed
+MIN_BODY_RATE = 500
 MAX_HEAD_BYTES = 64 * 1024
 #: how long a refused request's remaining bytes are drained before the connection closes
 LINGER_SECONDS = 1.0
 
 
 class GuardedProtocol(HttpToolsProtocol):
-    """The httptools protocol with a deadline and a size limit for each request's head, and
-    enveloped refusals."""
+    """The httptools protocol with deadlines for each request's head and body, a size limit
+    for its head, and enveloped refusals."""
 
-    def __init__(self, *args: Any, head_timeout: float = HEADER_TIMEOUT, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        head_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._head_timeout = head_timeout
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._body_timeout = body_timeout
+        self._body_deadline: asyncio.TimerHandle | None = None
+        #: when the body's clock started, and the body bytes received since
+        self._body_since = 0.0
+        self._body_bytes = 0
         self._draining = False
         #: between a request's headers and its end, its body arrives; else a head does
         self._in_body = False
@@ -90,13 +109,20 @@ class GuardedProtocol(HttpToolsProtocol):
         self._line_ended = False
         self._disarm_head_deadline()  # the head is in: the request is being answered
         super().on_headers_complete()
+        self._start_body_clock()  # stopped at once when there is no body
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_body = False
+        self._disarm_body_deadline()
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
+        self._disarm_body_deadline()
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
@@ -121,11 +147,44 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._refuse(408, "The request's headers did not arrive in time.")
 
+    def _start_body_clock(self) -> None:
+        self._disarm_body_deadline()
+        self._body_since = self.loop.time()
+        self._body_bytes = 0
+        self._body_deadline = self.loop.call_later(self._body_timeout, self._check_body_pace)
+
+    def _disarm_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _check_body_pace(self) -> None:
+        self._body_deadline = None
+        if not self._in_body or self._draining or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
+            self._start_body_clock()  # the server is not reading: the client is not to blame
+            return
+        now = self.loop.time()
+        allowed = self._body_since + self._body_timeout + self._body_bytes / MIN_BODY_RATE
+        if now < allowed:
+            self._body_deadline = self.loop.call_later(allowed - now, self._check_body_pace)
+            return
+        if cycle is not None and cycle.response_started:
+            self._linger_then_close()  # answered already: the rest of the body is not needed
+            return
+        if cycle is not None:
+            cycle.disconnected = True  # the app's next read of the body finds it gone
+            cycle.message_event.set()
+        self._refuse(408, "The request's body did not arrive in time.")
+
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "The request is not valid HTTP.")  # llhttp stopped: malformed
 
     def _refuse(self, status: int, message: str) -> None:
         self._disarm_head_deadline()
+        self._disarm_body_deadline()
         body = orjson.dumps(ApiError(status, message).body())
         reason = {400: b"Bad Request", 408: b"Request Timeout", 414: b"URI Too Long"}.get(
             status, b"Request Header Fields Too Large"
@@ -134,15 +193,20 @@ class GuardedProtocol(HttpToolsProtocol):
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
         )
+        self._linger_then_close()
+
+    def _linger_then_close(self) -> None:
         # Drop what the client still sends for a moment: closing a socket with unread
         # data makes the peer see a reset, and lose the answer.
         self._draining = True
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
-def connection_limits(head_timeout: float = HEADER_TIMEOUT) -> dict[str, Any]:
+def connection_limits(
+    head_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT
+) -> dict[str, Any]:
     """What ``openusage serve`` hands uvicorn."""
     return {
-        "http": partial(GuardedProtocol, head_timeout=head_timeout),
+        "http": partial(GuardedProtocol, head_timeout=head_timeout, body_timeout=body_timeout),
         "timeout_keep_alive": KEEP_ALIVE_TIMEOUT,
     }

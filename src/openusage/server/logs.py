@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ApiError
@@ -89,6 +90,10 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client left (or was cut off for a trickling body) before its body was in:
+            # nothing to answer and nothing broken. 499 is nginx's "client closed request".
+            status = 499
         finally:
             access.info(
                 "request",
@@ -125,6 +130,8 @@ class ServerErrorMiddleware:
 
         try:
             await self.app(scope, receive, watch)
+        except ClientDisconnect:
+            raise  # not a fault: the access log records it
         except Exception as exc:
             log.error(
                 "unhandled error",
