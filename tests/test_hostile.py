@@ -387,8 +387,8 @@ def test_a_client_leaving_mid_body_is_logged_as_gone_not_as_a_fault(guarded: Ser
 
 
 def test_a_body_waiting_behind_a_slow_pipelined_call_is_not_cut(tmp_path: Path, upstream: str) -> None:
-    # The gateway's first call takes 3 s upstream; the batch pipelined behind it waits its
-    # turn unread, and that wait is not the client's slowness.
+    # The gateway's call takes 3 s upstream; the batch pipelined behind it waits its turn,
+    # and that wait is not the client's slowness.
     running = start_server(
         tmp_path, "--upstream", upstream, "--upstream-timeout", "10", "--body-timeout", "1"
     )
@@ -402,8 +402,12 @@ def test_a_body_waiting_behind_a_slow_pipelined_call_is_not_cut(tmp_path: Path, 
         )
         body = batch_of_one(1_790_000_000)
         with connect(running) as sock:
-            sock.sendall(slow + ingest_head(len(body)))
-            threading.Event().wait(0.3)  # the batch's head is read apart from its body
+            sock.sendall(slow)
+            # Once the call's own body has been read, the batch's head makes the server stop
+            # reading until the call is answered: its body waits unread.
+            threading.Event().wait(0.5)
+            sock.sendall(ingest_head(len(body)))
+            threading.Event().wait(0.3)
             sock.sendall(body)
             answers = read_answer(sock, b'"duplicates":0}')
         assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"200"], answers[:300]
