@@ -118,6 +118,29 @@ def test_a_chat_completion_is_answered_as_upstream_answered_and_recorded_once(
     }
 
 
+def test_an_answer_carries_the_upstreams_request_id_and_one_date_and_server(
+    gateway: Server, model_client: openai.OpenAI
+) -> None:
+    raw = model_client.chat.completions.with_raw_response.create(
+        model="chat-ids", messages=[{"role": "user", "content": "x"}]
+    )
+    assert raw.status_code == 200
+    (upstream_id,) = raw.headers.get_list("x-request-id")
+    assert raw.request_id == upstream_id and re.fullmatch(r"req_[0-9a-f]{32}", upstream_id)
+    assert len(raw.headers.get_list("date")) == 1 and raw.headers.get_list("server") == ["uvicorn"]
+    # The gateway's log line names the upstream's id beside the gateway's own.
+    deadline = time.monotonic() + 30
+    while True:
+        lines = [
+            orjson.loads(line) for line in gateway.log_path.read_text().splitlines() if line.startswith("{")
+        ]
+        logged = [line for line in lines if line.get("upstream_request_id") == upstream_id]
+        if logged or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert logged and logged[0]["request_id"].startswith("req_") and logged[0]["request_id"] != upstream_id
+
+
 def test_cached_tokens_and_the_tier_the_upstream_used_are_recorded(
     gateway: Server, model_client: openai.OpenAI
 ) -> None:

@@ -383,7 +383,7 @@ def test_a_client_leaving_mid_body_is_logged_as_gone_not_as_a_fault(guarded: Ser
             break
         threading.Event().wait(0.1)
     assert gone and gone[-1]["path"] == "/v1/organization/usage/events"
-    assert not [line for line in lines if line.get("level") == "ERROR"]
+    assert not [line for line in lines if line["level"] == "error"], lines
 
 
 def test_a_body_waiting_behind_a_slow_pipelined_call_is_not_cut(tmp_path: Path, upstream: str) -> None:

@@ -67,6 +67,8 @@ _NOT_FORWARDED = {
     "authorization",
     "accept-encoding",
 }
+#: answer headers the gateway's server writes itself (as nginx does): forwarded, they came twice
+_OWN_ANSWER_HEADERS = {"date", "server"}
 #: multipart fields the recording reads (the rest, files included, are not kept)
 _FORM_FIELDS = {b"model", b"size"}
 
@@ -323,7 +325,8 @@ def _answered(response: Response, upstream: aiohttp.ClientResponse) -> Response:
     kept = [
         (name.lower(), value)
         for name, value in upstream.raw_headers
-        if name.decode("latin-1").lower() not in _NOT_FORWARDED
+        if (lowered := name.decode("latin-1").lower()) not in _NOT_FORWARDED
+        and lowered not in _OWN_ANSWER_HEADERS
     ]
     response.raw_headers = [*((k, v) for k, v in response.raw_headers if k != b"content-type"), *kept]
     return response

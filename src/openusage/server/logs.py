@@ -81,11 +81,18 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         status = 500
 
+        upstream_id = None
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, upstream_id
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                # A gateway's answer keeps its upstream's id, the one the upstream can look up;
+                # the log line ties it to this request's own.
+                upstream_id = next((v.decode("latin-1") for k, v in headers if k == b"x-request-id"), None)
+                if upstream_id is None:
+                    headers.append((b"x-request-id", request_id.encode()))
             await send(message)
 
         try:
@@ -103,6 +110,7 @@ class RequestLogMiddleware:
                     "path": scope["path"],
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    **({"upstream_request_id": upstream_id} if upstream_id else {}),
                 },
             )
 
