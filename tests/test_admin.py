@@ -339,6 +339,7 @@ def test_traffic_crosses_an_alert_then_a_limit_which_blocks_until_raised(
         )  # fmt: skip
 
     server = start()
+    request.addfinalizer(lambda: stop_server(server))  # a failure below must not leave it running
     with openai.OpenAI(
         admin_api_key=server.admin_key, api_key="unused", base_url=server.api, max_retries=0
     ) as admin:
