@@ -92,6 +92,9 @@ class GuardedProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             self._line_ended = self._line_ended or b"\n" in data
         super().data_received(data)
+        if self._in_body and self._body_deadline is None and not self._draining:
+            # A body still to come (most arrive whole with their head: no timer for them).
+            self._start_body_clock(self._body_bytes)
         if counted and self._head_begun and self._head_bytes >= MAX_HEAD_BYTES and not self._draining:
             if self._line_ended:
                 self._refuse(431, f"The request's headers are larger than {MAX_HEAD_BYTES} bytes.")
@@ -108,8 +111,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._line_ended = False
         self._disarm_head_deadline()  # the head is in: the request is being answered
+        self._body_bytes = 0
         super().on_headers_complete()
-        self._start_body_clock()  # stopped at once when there is no body
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -147,10 +150,10 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._refuse(408, "The request's headers did not arrive in time.")
 
-    def _start_body_clock(self) -> None:
+    def _start_body_clock(self, received: int = 0) -> None:
         self._disarm_body_deadline()
         self._body_since = self.loop.time()
-        self._body_bytes = 0
+        self._body_bytes = received
         self._body_deadline = self.loop.call_later(self._body_timeout, self._check_body_pace)
 
     def _disarm_body_deadline(self) -> None:
