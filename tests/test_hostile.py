@@ -415,6 +415,32 @@ def test_a_body_waiting_behind_a_slow_pipelined_call_is_not_cut(tmp_path: Path, 
         stop_server(running)
 
 
+def test_a_body_held_back_for_100_continue_waits_for_the_server_not_against_it(tmp_path: Path) -> None:
+    # A stored key's look-up waits 2 s on a locked key file before the server asks for the
+    # body; the client, told to wait for "100 Continue", sends nothing meanwhile.
+    running = start_server(tmp_path, "--lookback-days", "0", "--body-timeout", "1")
+    try:
+        stored_key = running.cli("keys", "create").stdout.strip()
+        lock = sqlite3.connect(str(tmp_path / "usage.keys.sqlite"), isolation_level=None)
+        lock.execute("PRAGMA locking_mode=EXCLUSIVE")
+        lock.execute("BEGIN EXCLUSIVE")
+        lock.execute("INSERT INTO meta VALUES ('lock', x'00')")
+        try:
+            body = batch_of_one(1_790_000_000)
+            head = ingest_head(len(body), key=stored_key).replace(
+                b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"
+            )
+            with connect(running) as sock:
+                sock.sendall(head)
+                answer = read_answer(sock, b"}}")
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]  # the key file's answer, not 408
+    finally:
+        stop_server(running)
+
+
 def test_gzip_batches_are_accepted_and_bombs_refused(server: Server) -> None:
     day0 = server.window(1)
     body = httpx.Request("POST", "/", json={"events": [event("embeddings", day0 + 1, input_tokens=9)]}).read()
