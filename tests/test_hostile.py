@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import resource
 import select
 import socket
 import sqlite3
@@ -438,6 +439,31 @@ def test_a_body_held_back_for_100_continue_waits_for_the_server_not_against_it(t
             lock.close()
         assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]  # the key file's answer, not 408
     finally:
+        stop_server(running)
+
+
+def test_many_idle_connections_do_not_lock_others_out_under_a_low_open_files_limit(tmp_path: Path) -> None:
+    # Started with a soft limit of 200 open files (1,024 is common), the server raises it to
+    # its ceiling: 300 connections that send nothing leave room for a real request.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1000:
+        pytest.fail(f"this machine's ceiling on open files ({hard}) is too low for the test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard))
+    try:
+        running = start_server(tmp_path, "--header-timeout", "60")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    idle: list[socket.socket] = []
+    try:
+        limits = Path(f"/proc/{running.process.pid}/limits").read_text()
+        (line,) = [line for line in limits.splitlines() if line.startswith("Max open files")]
+        assert line.split()[3] != "200", line
+        for _ in range(300):
+            idle.append(connect(running))
+        assert httpx.get(running.base_url + "/health", timeout=10).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
         stop_server(running)
 
 

@@ -14,7 +14,13 @@ import click
 
 from ..admin.notify import smtp_problem
 from ..keyring import SCOPES, Keyring
-from ..server.connections import BODY_TIMEOUT, HEADER_TIMEOUT, MIN_BODY_RATE, connection_limits
+from ..server.connections import (
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    MIN_BODY_RATE,
+    allow_many_connections,
+    connection_limits,
+)
 from ..server.events import MAX_STRING_LENGTH
 from ..settings import Settings, admin_key_problem
 from ..store.duckdb import RECENT_KEYS
@@ -197,6 +203,7 @@ def serve(
         settings = replace(settings, auth_failures_per_minute=auth_failures_per_minute or None)
     if settings.admin_key is not None and (problem := admin_key_problem(settings.admin_key)):
         raise click.ClickException(f"the server cannot start: {problem}")
+    allow_many_connections()
     # Bind first: a busy port is found out before anything is announced or made.
     try:
         listener = socket.create_server((settings.host, settings.port))

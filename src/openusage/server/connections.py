@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
@@ -203,6 +204,21 @@ class GuardedProtocol(HttpToolsProtocol):
         # data makes the peer see a reset, and lose the answer.
         self._draining = True
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+def allow_many_connections() -> None:
+    """Raise this process's limit on open files to its ceiling: every connection is one, and
+    with the soft limit many systems set (1,024), as many idle connections would make the
+    server refuse everyone else until the head deadline closed them."""
+    try:
+        import resource
+    except ImportError:  # not on Windows: its sockets have no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with suppress(ValueError, OSError):  # a ceiling the kernel lowers (macOS): keep the limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def connection_limits(
