@@ -22,10 +22,14 @@ of the growth at 10M before store version 3) is loaded a little at a time and ad
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
+import orjson
 
 from openusage.server.events import EventRules, parse_events
 from openusage.store import DuckDBStore
@@ -155,3 +159,56 @@ def test_the_roller_keeps_room_in_duckdbs_memory_and_its_limit_unchanged(tmp_pat
             ]
     finally:
         store.close()
+
+
+def test_large_batches_sent_at_once_are_held_a_few_at_a_time(tmp_path: Path) -> None:
+    """24 clients each send a batch of 10,000 events with the longest strings (14 MB, about
+    90 MB in memory while it is checked and committed) at the same moment. Held all at once
+    they took the server to about 1.6 GiB (2 GiB with 32 clients); the server holds two of
+    the largest bodies' worth at a time and the rest wait, under the 1 GiB target."""
+    server = start_server(tmp_path)
+    try:
+        start = peak_mib(server)
+
+        def padded(text: str) -> str:
+            return (text + "x" * 256)[:256]
+
+        template = orjson.dumps(
+            {
+                "events": [
+                    {
+                        "id": padded(f"c00-{i}-"),
+                        "type": "completions",
+                        "timestamp": DAY0 + i,
+                        "input_tokens": 1,
+                        "project_id": padded(f"proj-{i % 7}-"),
+                        "user_id": padded(f"user-{i % 13}-"),
+                        "api_key_id": padded(f"key-{i % 5}-"),
+                        "model": padded(f"model-{i % 3}-"),
+                    }
+                    for i in range(10_000)
+                ]
+            }
+        )
+        answers: list[dict[str, Any]] = []
+
+        def send(client: int) -> None:
+            body = template.replace(b'"c00-', b'"c%02d-' % client)  # ids of its own, same length
+            answer = httpx.post(
+                server.api + "/organization/usage/events",
+                content=body,
+                headers={"Authorization": f"Bearer {server.admin_key}", "content-type": "application/json"},
+                timeout=300,
+            )
+            answers.append(answer.json())
+
+        clients = [threading.Thread(target=send, args=(n,)) for n in range(24)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        assert [a.get("inserted") for a in answers] == [10_000] * 24, answers[:1]
+        peak = peak_mib(server)
+        assert peak < 1024, f"peak {peak} MiB (at start {start} MiB)"
+    finally:
+        stop_server(server)

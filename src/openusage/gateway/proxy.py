@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..keyring import MODEL
+from ..server.bodies import BodyBudget, expected_size
 from ..server.errors import ApiError
 from ..server.events import EventRules, Invalid, parse_events
 from . import recording
@@ -107,6 +108,8 @@ class Gateway:
         self._client: aiohttp.ClientSession | None = None
         #: streams still read for their usage after their caller left
         self._draining: set[asyncio.Task[None]] = set()
+        #: bodies on their way to the upstream at once: two of the largest
+        self._bodies = BodyBudget(2 * settings.max_body_bytes)
 
     @asynccontextmanager
     async def running(self, spool: Spool) -> AsyncIterator[None]:
@@ -138,18 +141,24 @@ class Gateway:
         key = await self._authenticate(request, MODEL)
         # Archived projects and reached spend limits: a lookup in figures kept current.
         self._admit(key.project_id or "")
-        body = await self._read_body(request, self._settings.max_body_bytes)
-        endpoint = path.rstrip("/")  # a trailing slash must not dodge the recording
-        record = RECORDED.get(endpoint) if request.method == "POST" else None
-        asked = _request_fields(body, request.headers.get("content-type", "")) if record else {}
-        streamed = asked.get("stream") is True
-        added_usage = False
-        if record and streamed and endpoint in USAGE_ON_REQUEST:
-            options = asked.get("stream_options")
-            if not (isinstance(options, dict) and options.get("include_usage") is True):
-                body = orjson.dumps({**asked, "stream_options": {**(options or {}), "include_usage": True}})
-                added_usage = True
-        upstream = await self._send(request, path, body)
+        limit = self._settings.max_body_bytes
+        # Until the upstream has it, the body is held: so many bytes of bodies at once.
+        async with self._bodies.held(expected_size(request, limit)) as holding:
+            body = await self._read_body(request, limit)
+            holding.shrink(len(body))
+            endpoint = path.rstrip("/")  # a trailing slash must not dodge the recording
+            record = RECORDED.get(endpoint) if request.method == "POST" else None
+            asked = _request_fields(body, request.headers.get("content-type", "")) if record else {}
+            streamed = asked.get("stream") is True
+            added_usage = False
+            if record and streamed and endpoint in USAGE_ON_REQUEST:
+                options = asked.get("stream_options")
+                if not (isinstance(options, dict) and options.get("include_usage") is True):
+                    body = orjson.dumps(
+                        {**asked, "stream_options": {**(options or {}), "include_usage": True}}
+                    )
+                    added_usage = True
+            upstream = await self._send(request, path, body)
         request_id = upstream.headers.get("x-request-id") or "req_" + uuid.uuid4().hex
         status = upstream.status
         caller = Caller(key.id, key.project_id or "", key.user_id)

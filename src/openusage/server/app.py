@@ -36,6 +36,7 @@ from ..settings import Settings
 from ..store import EventStore, StoreFull, StoreOutOfMemory, StoreRestarting, WriteUnfinished, open_store
 from ..store.base import AppendResult, Row
 from .batches import fast_rows
+from .bodies import BodyBudget, expected_size
 from .commits import GroupCommitter
 from .cursor import CursorSigner
 from .errors import ApiError, bad_request
@@ -359,29 +360,50 @@ def create_app(
 
         return handler
 
-    def checked_rows(body: bytes, encoding: str, content_type: str) -> Sequence[Row]:
+    def checked_rows(body: bytes, encoding: str, content_type: str) -> tuple[Sequence[Row], int]:
+        """The body's events checked, and the body's size once inflated."""
         body = inflate(body, encoding, settings.max_body_bytes)
         rules = EventRules(now=int(clock()), max_future_seconds=settings.max_future_seconds)
         media = content_type.split(";")[0].strip().lower()
         if len(body) > FEW_EVENTS_BYTES and media in ("", "application/json"):
             rows = fast_rows(body, rules, settings.max_batch_events)
             if rows is not None:
-                return rows
+                return rows, len(body)
         # NDJSON, a few events, or a batch the fast path leaves to the careful one (which
         # names any error)
-        return parse_events(decode_events(body, content_type, settings.max_batch_events), rules)
+        return parse_events(decode_events(body, content_type, settings.max_batch_events), rules), len(body)
+
+    #: the batches' bodies held at once (bodies.py): two of the largest
+    bodies = BodyBudget(2 * settings.max_body_bytes)
 
     async def ingest(request: Request) -> Response:
         await auth.require(request, WRITE)
-        body = await read_body(request, settings.max_body_bytes)
         encoding = request.headers.get("content-encoding", "")
-        content_type = request.headers.get("content-type", "")
-        if len(body) <= SMALL_BODY_BYTES and not encoding:
-            rows = checked_rows(body, encoding, content_type)
-        else:  # decoding and checking a large batch takes a while: off the loop, like the commit
-            rows = await run_in_threadpool(checked_rows, body, encoding, content_type)
+        # A compressed body may inflate to the limit: it holds that much until it has.
+        inflates = encoding.strip().lower() not in ("", "identity")
+        limit = settings.max_body_bytes
+        async with bodies.held(limit if inflates else expected_size(request, limit)) as holding:
+            body = await read_body(request, limit)
+            content_type = request.headers.get("content-type", "")
+            if len(body) <= SMALL_BODY_BYTES and not encoding:
+                rows, size = checked_rows(body, encoding, content_type)
+            else:  # decoding and checking a large batch takes a while: off the loop, like the commit
+                rows, size = await run_in_threadpool(checked_rows, body, encoding, content_type)
+            holding.shrink(size)
+            result = await stored(rows)
+        return json_response(
+            {
+                "object": "usage.ingest_result",
+                "received": len(rows),
+                "inserted": result.inserted,
+                "duplicates": result.duplicates,
+            }
+        )
+
+    async def stored(rows: Sequence[Row]) -> AppendResult:
+        """``store_rows``, its failures told in the API's terms."""
         try:
-            result = await store_rows(rows)
+            return await store_rows(rows)
         except StoreFull as full:
             raise ApiError(507, f"The batch was not stored: {full}.", type="server_error") from None
         except StoreOutOfMemory as exc:
@@ -400,14 +422,6 @@ def create_app(
                 type="server_error",
                 headers={"Retry-After": "1"},
             ) from None
-        return json_response(
-            {
-                "object": "usage.ingest_result",
-                "received": len(rows),
-                "inserted": result.inserted,
-                "duplicates": result.duplicates,
-            }
-        )
 
     document = orjson.dumps(openapi_document())
 
