@@ -536,3 +536,34 @@ def test_a_spooled_event_the_store_refuses_is_set_aside_and_the_rest_stored(tmp_
     asyncio.run(scenario())
     assert [e["id"] for e in stored] == ["a", "b"]
     assert orjson.loads((tmp_path / "spool.ndjson.rejected").read_bytes()) == {"id": "bad"}
+
+
+def test_large_calls_sent_at_once_are_held_a_few_at_a_time(tmp_path: Path, upstream: str) -> None:
+    """Eight 60 MB embeddings calls at once: held all together on their way upstream they
+    took the gateway to 1.2 GiB; it holds two of the largest bodies' worth at a time."""
+    running = start_gateway(tmp_path, upstream, "--upstream-timeout", "120")
+    try:
+        secret, _ = proxy_key(running)
+        body = orjson.dumps({"model": "big-inputs", "input": ["word " * 1000] * 12_000})
+        statuses: list[int] = []
+
+        def call() -> None:
+            answer = httpx.post(
+                running.api + "/embeddings",
+                content=body,
+                headers={"Authorization": f"Bearer {secret}", "content-type": "application/json"},
+                timeout=300,
+            )
+            statuses.append(answer.status_code)
+
+        callers = [threading.Thread(target=call) for _ in range(8)]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join()
+        assert statuses == [200] * 8
+        status = Path(f"/proc/{running.process.pid}/status").read_text()
+        peak_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+        assert peak_kib < 1024 * 1024, f"peak {peak_kib // 1024} MiB"
+    finally:
+        stop_server(running)
