@@ -12,7 +12,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -382,14 +382,18 @@ def create_app(
         # A compressed body may inflate to the limit: it holds that much until it has.
         inflates = encoding.strip().lower() not in ("", "identity")
         limit = settings.max_body_bytes
-        async with bodies.held(limit if inflates else expected_size(request, limit)) as holding:
+        expected = limit if inflates else expected_size(request, limit)
+        # A body of a few events (most requests) is too small to be worth counting.
+        budget = bodies.held(expected) if expected > SMALL_BODY_BYTES else nullcontext(None)
+        async with budget as holding:
             body = await read_body(request, limit)
             content_type = request.headers.get("content-type", "")
             if len(body) <= SMALL_BODY_BYTES and not encoding:
                 rows, size = checked_rows(body, encoding, content_type)
             else:  # decoding and checking a large batch takes a while: off the loop, like the commit
                 rows, size = await run_in_threadpool(checked_rows, body, encoding, content_type)
-            holding.shrink(size)
+            if holding is not None:
+                holding.shrink(size)
             result = await stored(rows)
         return json_response(
             {
