@@ -467,6 +467,34 @@ def test_many_idle_connections_do_not_lock_others_out_under_a_low_open_files_lim
         stop_server(running)
 
 
+def test_two_of_the_largest_bodies_are_held_at_once_and_one_past_the_limit_is_refused_at_once(
+    server: Server,
+) -> None:
+    limit = 16 * 1024 * 1024
+    # Two batches declaring the largest body each, arriving slowly: the budget is theirs.
+    holders = [connect(server) for _ in range(2)]
+    for sock in holders:
+        sock.sendall(ingest_head(limit) + b'{"events": [')
+    threading.Event().wait(0.2)
+    # A third batch, large enough to count, waits for its turn...
+    body = batch_of_one(1_790_000_000)
+    body += b" " * (10_000 - len(body))
+    waiting = connect(server)
+    waiting.sendall(ingest_head(len(body)) + body)
+    # ...while one declaring more than the limit is refused without waiting.
+    with connect(server) as over:
+        over.sendall(ingest_head(limit + 1))
+        assert read_answer(over, b"}}").startswith(b"HTTP/1.1 413 ")
+    for sock in [*holders, waiting]:
+        readable, _, _ = select.select([sock], [], [], 0.5)
+        assert not readable, "answered before its turn"
+    holders[0].close()  # a client gone: its share goes to the next
+    answer = read_answer(waiting, b'"duplicates":0}')
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'"inserted":1' in answer
+    waiting.close()
+    holders[1].close()
+
+
 def test_gzip_batches_are_accepted_and_bombs_refused(server: Server) -> None:
     day0 = server.window(1)
     body = httpx.Request("POST", "/", json={"events": [event("embeddings", day0 + 1, input_tokens=9)]}).read()

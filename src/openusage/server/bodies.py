@@ -18,12 +18,19 @@ from contextlib import asynccontextmanager
 
 from starlette.requests import Request
 
+from .errors import ApiError
+
 
 def expected_size(request: Request, limit: int) -> int:
     """The bytes a request's body may take: its declared length, or ``limit`` when it
-    declares none (a chunked body)."""
+    declares none (a chunked body). A declared length past ``limit`` is refused at once,
+    not after a wait for the budget."""
     declared = request.headers.get("content-length", "")
-    return min(int(declared), limit) if declared.isdigit() else limit
+    if not declared.isdigit():
+        return limit
+    if int(declared) > limit:
+        raise ApiError(413, f"The request body is larger than {limit} bytes.")
+    return int(declared)
 
 
 class Holding:
