@@ -57,7 +57,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_deadline: asyncio.TimerHandle | None = None
         self._body_timeout = body_timeout
         self._body_deadline: asyncio.TimerHandle | None = None
-        #: when the body's clock started, and the body bytes received since
+        #: when the body's clock started, and the body's bytes received (since the clock
+        #: started afresh, if it did)
         self._body_since = 0.0
         self._body_bytes = 0
         self._draining = False
@@ -95,7 +96,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._in_body and self._body_deadline is None and not self._draining:
             # A body still to come (most arrive whole with their head: no timer for them).
-            self._start_body_clock(self._body_bytes)
+            self._start_body_clock()
         if counted and self._head_begun and self._head_bytes >= MAX_HEAD_BYTES and not self._draining:
             if self._line_ended:
                 self._refuse(431, f"The request's headers are larger than {MAX_HEAD_BYTES} bytes.")
@@ -151,10 +152,9 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._refuse(408, "The request's headers did not arrive in time.")
 
-    def _start_body_clock(self, received: int = 0) -> None:
+    def _start_body_clock(self) -> None:
         self._disarm_body_deadline()
         self._body_since = self.loop.time()
-        self._body_bytes = received
         self._body_deadline = self.loop.call_later(self._body_timeout, self._check_body_pace)
 
     def _disarm_body_deadline(self) -> None:
@@ -168,7 +168,9 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
-            self._start_body_clock()  # the server is not reading: the client is not to blame
+            # The server is not reading: the client is not to blame. Its clock starts afresh.
+            self._body_bytes = 0
+            self._start_body_clock()
             return
         now = self.loop.time()
         allowed = self._body_since + self._body_timeout + self._body_bytes / MIN_BODY_RATE

@@ -81,7 +81,7 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         status = 500
 
-        upstream_id = None
+        upstream_id: str | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, upstream_id
