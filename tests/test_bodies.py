@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from openusage.server.bodies import BodyBudget
+from openusage.server.bodies import SHARE, BodyBudget
 
 
 async def holder(budget: BodyBudget, size: int, order: list[str], name: str, done: asyncio.Event) -> None:
@@ -117,5 +118,24 @@ def test_a_request_cancelled_just_as_it_was_granted_gives_it_back() -> None:
         waiting.cancel()
         await asyncio.sleep(0.01)
         assert waiting.cancelled() and order == [] and budget.free == 10
+
+    asyncio.run(scenario())
+
+
+def test_a_share_is_noted_in_its_request_and_knows_when_others_wait() -> None:
+    async def scenario() -> None:
+        budget = BodyBudget(10)
+        scope: dict[str, Any] = {"type": "http"}
+        order: list[str] = []
+        done = asyncio.Event()
+        async with budget.held(8, scope) as holding:
+            assert scope["state"][SHARE] is holding and not holding.others_wait()
+            waiting = asyncio.create_task(holder(budget, 5, order, "b", done))
+            await asyncio.sleep(0)
+            assert holding.others_wait()  # the connection now wants its body faster
+            waiting.cancel()
+            await asyncio.sleep(0)
+            assert not holding.others_wait()  # a waiter gone waits for nothing
+        assert SHARE not in scope["state"]
 
     asyncio.run(scenario())

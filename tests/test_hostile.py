@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +358,9 @@ def test_a_trickled_body_gets_408_and_a_slow_steady_one_is_stored(guarded: Serve
             "The request's body did not arrive in time."
         )
         assert b"connection: close" in answer.lower()
+    # The access log says what the client was told, not that it left.
+    cut = logged(guarded, lambda line: line.get("status") in (408, 499))
+    assert cut[-1]["status"] == 408 and cut[-1]["path"] == "/v1/organization/usage/events"
     # 2,400 bytes over about 2 s, past the 1 s deadline but well above 500 bytes a second.
     body = batch_of_one(1_790_000_000)
     body += b" " * (2400 - len(body))
@@ -371,20 +374,26 @@ def test_a_trickled_body_gets_408_and_a_slow_steady_one_is_stored(guarded: Serve
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["inserted"] == 1
 
 
+def log_lines(server: Server) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+
+
+def logged(server: Server, wanted: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """The server's log lines ``wanted`` picks, once there is one (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = [line for line in log_lines(server) if wanted(line)]
+        if found or time.monotonic() > deadline:
+            return found
+        threading.Event().wait(0.1)
+
+
 def test_a_client_leaving_mid_body_is_logged_as_gone_not_as_a_fault(guarded: Server) -> None:
     with connect(guarded) as sock:
         sock.sendall(ingest_head(1000) + b'{"events": [')
-    deadline = time.monotonic() + 30
-    while True:
-        lines = [
-            json.loads(line) for line in guarded.log_path.read_text().splitlines() if line.startswith("{")
-        ]
-        gone = [line for line in lines if line.get("status") == 499]
-        if gone or time.monotonic() > deadline:
-            break
-        threading.Event().wait(0.1)
+    gone = logged(guarded, lambda line: line.get("status") == 499)
     assert gone and gone[-1]["path"] == "/v1/organization/usage/events"
-    assert not [line for line in lines if line["level"] == "error"], lines
+    assert not [line for line in log_lines(guarded) if line["level"] == "error"]
 
 
 def test_a_body_waiting_behind_a_slow_pipelined_call_is_not_cut(tmp_path: Path, upstream: str) -> None:
@@ -493,6 +502,46 @@ def test_two_of_the_largest_bodies_are_held_at_once_and_one_past_the_limit_is_re
     assert answer.startswith(b"HTTP/1.1 200 ") and b'"inserted":1' in answer
     waiting.close()
     holders[1].close()
+
+
+def test_a_slow_body_holding_a_share_gives_way_when_others_wait_for_it(guarded: Server) -> None:
+    limit = 16 * 1024 * 1024
+    # Two of the largest batches at 20 kB/s each: well above the deadline's 500 bytes a
+    # second, far below the pace wanted while others wait (256 KiB/s).
+    holders = [connect(guarded) for _ in range(2)]
+    for sock in holders:
+        sock.sendall(ingest_head(limit) + b'{"events": [')
+    answers: dict[socket.socket, bytes] = {}
+
+    def trickle(seconds: float) -> None:
+        for _ in range(int(seconds * 10)):
+            for sock in holders:
+                if sock not in answers:
+                    if select.select([sock], [], [], 0)[0]:
+                        answers[sock] = read_answer(sock, b"}}")
+                    else:
+                        sock.sendall(b" " * 2000)
+            if len(answers) == len(holders):
+                return
+            threading.Event().wait(0.1)
+
+    trickle(2.5)  # past the 1 s deadline, with nobody waiting: the budget is theirs
+    assert not answers, answers
+    body = batch_of_one(1_790_000_000)
+    body += b" " * (10_000 - len(body))
+    with connect(guarded) as waiting:
+        waiting.sendall(ingest_head(len(body)) + body)
+        trickle(10)
+        assert len(answers) == 2, "the slow holders kept the budget"
+        for answer in answers.values():
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["message"] == (
+                "The request's body arrived too slowly while others waited: send it again."
+            )
+        stored = read_answer(waiting, b'"duplicates":0}')
+        assert stored.startswith(b"HTTP/1.1 200 ") and b'"inserted":1' in stored
+    for sock in holders:
+        sock.close()
 
 
 def test_gzip_batches_are_accepted_and_bombs_refused(server: Server) -> None:

@@ -143,7 +143,7 @@ class Gateway:
         self._admit(key.project_id or "")
         limit = self._settings.max_body_bytes
         # Until the upstream has it, the body is held: so many bytes of bodies at once.
-        async with self._bodies.held(expected_size(request, limit)) as holding:
+        async with self._bodies.held(expected_size(request, limit), request.scope) as holding:
             body = await self._read_body(request, limit)
             holding.shrink(len(body))
             endpoint = path.rstrip("/")  # a trailing slash must not dodge the recording

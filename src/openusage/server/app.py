@@ -384,7 +384,7 @@ def create_app(
         limit = settings.max_body_bytes
         expected = limit if inflates else expected_size(request, limit)
         # A body of a few events (most requests) is too small to be worth counting.
-        budget = bodies.held(expected) if expected > SMALL_BODY_BYTES else nullcontext(None)
+        budget = bodies.held(expected, request.scope) if expected > SMALL_BODY_BYTES else nullcontext(None)
         async with budget as holding:
             body = await read_body(request, limit)
             content_type = request.headers.get("content-type", "")

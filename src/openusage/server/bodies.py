@@ -7,6 +7,10 @@ request reserves its body's size before the body is read (the limit, when it is 
 compressed, until its size is known) and waits its turn while the budget is spent;
 meanwhile its bytes wait in its connection (the server stops reading it once a little is
 buffered, and the body's deadline does not run: ``connections.py``).
+
+A request holding a share says so in its scope's state (``SHARE``): while others wait, its
+connection wants its body at a faster pace, so one that trickles cannot keep the budget
+from them for hours.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 from .errors import ApiError
+
+#: the key in a request's scope state under which it keeps its ``Holding``
+SHARE = "body_share"
 
 
 def expected_size(request: Request, limit: int) -> int:
@@ -47,6 +55,10 @@ class Holding:
             self._budget.release(self.size - size)
             self.size = size
 
+    def others_wait(self) -> bool:
+        """Whether a request waits for room in this share's budget."""
+        return self._budget.contended
+
 
 class BodyBudget:
     """Bytes of bodies held at once, granted first come, first served."""
@@ -56,8 +68,14 @@ class BodyBudget:
         self.free = total
         self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
 
+    @property
+    def contended(self) -> bool:
+        return any(not granted.cancelled() for _, granted in self._waiting)
+
     @asynccontextmanager
-    async def held(self, size: int) -> AsyncIterator[Holding]:
+    async def held(self, size: int, scope: Scope | None = None) -> AsyncIterator[Holding]:
+        """``size`` bytes of the budget, once they are free; noted in ``scope``'s state
+        while held."""
         size = min(size, self.total)  # larger ones wait for the whole budget
         if self._waiting or size > self.free:
             granted = asyncio.get_running_loop().create_future()
@@ -71,9 +89,12 @@ class BodyBudget:
         else:
             self.free -= size
         holding = Holding(self, size)
+        state = scope.setdefault("state", {}) if scope is not None else {}
+        state[SHARE] = holding
         try:
             yield holding
         finally:
+            state.pop(SHARE, None)
             self.release(holding.size)
 
     def release(self, size: int) -> None:

@@ -10,7 +10,9 @@ than h11 in pure Python, docs/performance.md), with four changes:
   ``MIN_BODY_RATE`` bytes received (Apache's mod_reqtimeout rule): a slow upload over a
   poor link is kept, a trickle that would hold the connection for hours gets 408; time
   the server itself is not reading (a pipelined request waiting its turn, a full buffer,
-  ``Expect: 100-continue`` not yet answered) does not count;
+  ``Expect: 100-continue`` not yet answered) does not count; while other requests wait for
+  room in the budget of bodies the request holds a share of (``bodies.py``), each second
+  costs ``CONTENDED_BODY_RATE`` bytes instead, so the budget goes round;
 - a request line or headers of ``MAX_HEAD_BYTES`` or more get 414 (or 431) in the API's
   error envelope (llhttp sets no limit of its own), and a malformed request 400, instead
   of a plain-text body;
@@ -29,6 +31,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .bodies import SHARE
 from .errors import ApiError
 
 HEADER_TIMEOUT = 10.0
@@ -36,6 +39,14 @@ KEEP_ALIVE_TIMEOUT = 5
 BODY_TIMEOUT = 20.0
 #: bytes a second a body must average once ``BODY_TIMEOUT`` has passed
 MIN_BODY_RATE = 500
+#: the same while others wait for the share of the budget of bodies a request holds: a
+#: batch of the largest size (16 MiB) may then take the timeout and about a minute
+CONTENDED_BODY_RATE = 256 * 1024
+#: how often a body's pace is looked at: others may start waiting at any moment
+PACE_CHECK_SECONDS = 1.0
+#: where a request's scope state keeps the status its connection answered it with, when
+#: the connection cut its body off (the app only sees the client gone)
+ANSWERED = "answered_by_connection"
 MAX_HEAD_BYTES = 64 * 1024
 #: how long a refused request's remaining bytes are drained before the connection closes
 LINGER_SECONDS = 1.0
@@ -172,10 +183,14 @@ class GuardedProtocol(HttpToolsProtocol):
             self._body_bytes = 0
             self._start_body_clock()
             return
+        share = cycle.scope.get("state", {}).get(SHARE) if cycle is not None else None
+        contended = share is not None and share.others_wait()
+        rate = CONTENDED_BODY_RATE if contended else MIN_BODY_RATE
         now = self.loop.time()
-        allowed = self._body_since + self._body_timeout + self._body_bytes / MIN_BODY_RATE
+        allowed = self._body_since + self._body_timeout + self._body_bytes / rate
         if now < allowed:
-            self._body_deadline = self.loop.call_later(allowed - now, self._check_body_pace)
+            wait = min(allowed - now, PACE_CHECK_SECONDS)
+            self._body_deadline = self.loop.call_later(wait, self._check_body_pace)
             return
         if cycle is not None and cycle.response_started:
             self._linger_then_close()  # answered already: the rest of the body is not needed
@@ -183,7 +198,11 @@ class GuardedProtocol(HttpToolsProtocol):
         if cycle is not None:
             cycle.disconnected = True  # the app's next read of the body finds it gone
             cycle.message_event.set()
-        self._refuse(408, "The request's body did not arrive in time.")
+            cycle.scope.setdefault("state", {})[ANSWERED] = 408
+        if contended:
+            self._refuse(408, "The request's body arrived too slowly while others waited: send it again.")
+        else:
+            self._refuse(408, "The request's body did not arrive in time.")
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "The request is not valid HTTP.")  # llhttp stopped: malformed

@@ -16,6 +16,7 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .connections import ANSWERED
 from .errors import ApiError
 
 access = logging.getLogger("openusage.access")
@@ -98,9 +99,9 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except ClientDisconnect:
-            # The client left (or was cut off for a trickling body) before its body was in:
-            # nothing to answer and nothing broken. 499 is nginx's "client closed request".
-            status = 499
+            # The client left before its body was in (499, nginx's "client closed request"),
+            # or its connection cut the body off with an answer of its own: nothing broken.
+            status = scope["state"].get(ANSWERED, 499)
         finally:
             access.info(
                 "request",
