@@ -504,13 +504,13 @@ def test_two_of_the_largest_bodies_are_held_at_once_and_one_past_the_limit_is_re
     holders[1].close()
 
 
-def test_a_slow_body_holding_a_share_gives_way_when_others_wait_for_it(guarded: Server) -> None:
-    limit = 16 * 1024 * 1024
-    # Two of the largest batches at 20 kB/s each: well above the deadline's 500 bytes a
-    # second, far below the pace wanted while others wait (256 KiB/s).
-    holders = [connect(guarded) for _ in range(2)]
+def slow_shares_give_way(server: Server, holder_head: bytes, waiter: bytes, waiter_ending: bytes) -> bytes:
+    """Two requests declaring the largest body, at 20 kB/s each (well above the deadline's
+    500 bytes a second, far below the pace wanted while others wait, 256 KiB/s), then
+    ``waiter``, which needs room: the two get 408 and ``waiter`` its answer, returned."""
+    holders = [connect(server) for _ in range(2)]
     for sock in holders:
-        sock.sendall(ingest_head(limit) + b'{"events": [')
+        sock.sendall(holder_head + b"{")
     answers: dict[socket.socket, bytes] = {}
 
     def trickle(seconds: float) -> None:
@@ -527,10 +527,8 @@ def test_a_slow_body_holding_a_share_gives_way_when_others_wait_for_it(guarded: 
 
     trickle(2.5)  # past the 1 s deadline, with nobody waiting: the budget is theirs
     assert not answers, answers
-    body = batch_of_one(1_790_000_000)
-    body += b" " * (10_000 - len(body))
-    with connect(guarded) as waiting:
-        waiting.sendall(ingest_head(len(body)) + body)
+    with connect(server) as waiting:
+        waiting.sendall(waiter)
         trickle(10)
         assert len(answers) == 2, "the slow holders kept the budget"
         for answer in answers.values():
@@ -538,10 +536,37 @@ def test_a_slow_body_holding_a_share_gives_way_when_others_wait_for_it(guarded: 
             assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["message"] == (
                 "The request's body arrived too slowly while others waited: send it again."
             )
-        stored = read_answer(waiting, b'"duplicates":0}')
-        assert stored.startswith(b"HTTP/1.1 200 ") and b'"inserted":1' in stored
+        answer = read_answer(waiting, waiter_ending)
     for sock in holders:
         sock.close()
+    return answer
+
+
+def test_a_slow_batch_holding_a_share_gives_way_when_others_wait_for_it(guarded: Server) -> None:
+    body = batch_of_one(1_790_000_000)
+    body += b" " * (10_000 - len(body))  # large enough to need room
+    stored = slow_shares_give_way(
+        guarded, ingest_head(16 * 1024 * 1024), ingest_head(len(body)) + body, b'"duplicates":0}'
+    )
+    assert stored.startswith(b"HTTP/1.1 200 ") and b'"inserted":1' in stored
+
+
+def test_a_slow_call_holding_a_share_gives_way_when_others_wait_for_it(tmp_path: Path, upstream: str) -> None:
+    running = start_server(tmp_path, "--upstream", upstream, "--body-timeout", "1")
+    try:
+        secret, _ = proxy_key(running)
+
+        def call_head(length: int) -> bytes:
+            return (
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % (secret.encode(), length)
+            )
+
+        call = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        answer = slow_shares_give_way(running, call_head(64 * 1024 * 1024), call_head(len(call)) + call, b"}")
+        assert answer.startswith(b"HTTP/1.1 200 ") and b'"chat.completion"' in answer
+    finally:
+        stop_server(running)
 
 
 def test_gzip_batches_are_accepted_and_bombs_refused(server: Server) -> None:
