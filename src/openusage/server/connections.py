@@ -11,8 +11,8 @@ than h11 in pure Python, docs/performance.md), with four changes:
   poor link is kept, a trickle that would hold the connection for hours gets 408; time
   the server itself is not reading (a pipelined request waiting its turn, a full buffer,
   ``Expect: 100-continue`` not yet answered) does not count; while other requests wait for
-  room in the budget of bodies the request holds a share of (``bodies.py``), each second
-  costs ``CONTENDED_BODY_RATE`` bytes instead, so the budget goes round;
+  room in the budget of bodies the request holds a share of (``bodies.py``), it must
+  average ``CONTENDED_BODY_RATE`` instead, so the budget goes round;
 - a request line or headers of ``MAX_HEAD_BYTES`` or more get 414 (or 431) in the API's
   error envelope (llhttp sets no limit of its own), and a malformed request 400, instead
   of a plain-text body;
