@@ -6,7 +6,6 @@ import os
 
 import click
 
-from .. import allocator  # noqa: F401  (before anything loads DuckDB)
 from .admin import alerts, limits, projects
 from .clickhouse import clickhouse
 from .gateway import fake_upstream
