@@ -517,10 +517,14 @@ def slow_shares_give_way(server: Server, holder_head: bytes, waiter: bytes, wait
         for _ in range(int(seconds * 10)):
             for sock in holders:
                 if sock not in answers:
-                    if select.select([sock], [], [], 0)[0]:
+                    try:
+                        refused = bool(select.select([sock], [], [], 0)[0])
+                        if not refused:
+                            sock.sendall(b" " * 2000)
+                    except OSError:  # refused and closed since: the answer waits to be read
+                        refused = True
+                    if refused:
                         answers[sock] = read_answer(sock, b"}}")
-                    else:
-                        sock.sendall(b" " * 2000)
             if len(answers) == len(holders):
                 return
             threading.Event().wait(0.1)
