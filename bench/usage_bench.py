@@ -167,6 +167,33 @@ class Template(NamedTuple):
     lates: np.ndarray
 
 
+def query_mix(data: Dataset, now: int) -> dict[str, dict[str, Any]]:
+    """The queries measured, by name: each an endpoint (``path``) and its parameters."""
+    day0 = now - now % DAY
+    return {
+        "1d x 31 by model": {"path": "completions", "start_time": day0 - 30 * DAY, "limit": 31, "group_by": "model"},
+        "1m x 1440 ungrouped": {"path": "completions", "start_time": now - DAY, "bucket_width": "1m", "limit": 1440},
+        "1h x 168 by project, model, filtered": {
+            "path": "completions", "start_time": now - 7 * DAY, "bucket_width": "1h", "limit": 168,
+            "group_by": "project_id,model", "project_ids": ",".join(data.projects[:5]), "models": f"{MODELS[0]},{MODELS[1]}",
+        },
+        "users and keys of one project, 1d x 30": {
+            "path": "completions", "start_time": day0 - 29 * DAY, "limit": 31, "group_by": "user_id,api_key_id",
+            "project_ids": data.projects[0],
+        },
+        "costs 1d x 180 by line item": {
+            "path": "costs", "start_time": day0 - 179 * DAY, "limit": 180, "group_by": "line_item",
+        },
+    }  # fmt: skip
+
+
+def query_url(base: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A query of the mix as a URL under ``base`` and its query parameters."""
+    path = params["path"]
+    url = f"{base}/organization/costs" if path == "costs" else f"{base}/organization/usage/{path}"
+    return url, {k: v for k, v in params.items() if k != "path"}
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -406,30 +433,14 @@ def main() -> None:
 
     day0 = now - now % DAY
     some_projects = data.projects[:5]
-    queries: dict[str, dict[str, Any]] = {
-        "1d x 31 by model": {"path": "completions", "start_time": day0 - 30 * DAY, "limit": 31, "group_by": "model"},
-        "1m x 1440 ungrouped": {"path": "completions", "start_time": now - DAY, "bucket_width": "1m", "limit": 1440},
-        "1h x 168 by project, model, filtered": {
-            "path": "completions", "start_time": now - 7 * DAY, "bucket_width": "1h", "limit": 168,
-            "group_by": "project_id,model", "project_ids": ",".join(some_projects), "models": f"{MODELS[0]},{MODELS[1]}",
-        },
-        "users and keys of one project, 1d x 30": {
-            "path": "completions", "start_time": day0 - 29 * DAY, "limit": 31, "group_by": "user_id,api_key_id",
-            "project_ids": data.projects[0],
-        },
-        "costs 1d x 180 by line item": {
-            "path": "costs", "start_time": day0 - 179 * DAY, "limit": 180, "group_by": "line_item",
-        },
-    }  # fmt: skip
+    queries = query_mix(data, now)
     client = httpx.Client(headers=headers, timeout=300)
     print(
         f"\nthe server settled (its background rolling up and compaction done) {settle(server.pid):.0f} s later"
     )
 
     def run(params: dict[str, Any]) -> Callable[[], Any]:
-        path = params["path"]
-        url = f"{base}/organization/costs" if path == "costs" else f"{base}/organization/usage/{path}"
-        rest = {k: v for k, v in params.items() if k != "path"}
+        url, rest = query_url(base, params)
         return lambda: client.get(url, params=rest).raise_for_status()
 
     def walk_minutes() -> None:
