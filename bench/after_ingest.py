@@ -24,13 +24,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from usage_bench import KEY, Dataset, free_port, query_mix, query_url, settle
+from usage_bench import KEY, Dataset, free_port, query_mix, query_url, send_batches, settle, wait_for_health
 
 FILES = ("bench.duckdb", "bench.duckdb.rollups", "bench.keys.sqlite")
 
@@ -48,12 +46,7 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         atexit.register(self.process.kill)
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_for_health(port)
         settle(self.process.pid)
 
     def counters(self) -> tuple[int, float]:
@@ -65,26 +58,9 @@ class Server:
 def ingest(server: Server, data: Dataset, events: int, clients: int) -> float:
     """The dataset's ``events`` sent in batches of 1,000; events/s."""
     templates = [data.split(data.template(random.Random(n), 1000)) for n in range(50)]
-    batches = events // 1000
-    numbers = iter(range(batches))
-    lock = threading.Lock()
-    headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
-
-    def client() -> None:
-        with httpx.Client(headers=headers, timeout=120) as http:
-            while True:
-                with lock:
-                    number = next(numbers, None)
-                if number is None:
-                    return
-                body = data.body(templates[number % len(templates)], number, batches)
-                http.post(f"{server.base}/organization/usage/events", content=body).raise_for_status()
-
     started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        for future in [pool.submit(client) for _ in range(clients)]:
-            future.result()
-    return batches * 1000 / (time.perf_counter() - started)
+    send_batches(f"{server.base}/organization/usage/events", data, templates, events // 1000, clients)
+    return events // 1000 * 1000 / (time.perf_counter() - started)
 
 
 def main() -> None:

@@ -167,6 +167,44 @@ class Template(NamedTuple):
     lates: np.ndarray
 
 
+def wait_for_health(port: int) -> None:
+    """Until the server on ``port`` answers."""
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
+def send_batches(
+    url: str, data: Dataset, templates: list[Template], batches: int, clients: int
+) -> list[float]:
+    """The dataset's batches 0 to ``batches - 1`` sent to ``url`` from ``clients`` clients at
+    once; when each was acknowledged, in order."""
+    numbers = iter(range(batches))
+    lock = threading.Lock()
+    finished: list[float] = []
+    headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+
+    def client() -> None:
+        with httpx.Client(headers=headers, timeout=120) as http:
+            while True:
+                with lock:
+                    number = next(numbers, None)
+                if number is None:
+                    return
+                body = data.body(templates[number % len(templates)], number, batches)
+                http.post(url, content=body).raise_for_status()
+                with lock:
+                    finished.append(time.perf_counter())
+
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    return finished
+
+
 def query_mix(data: Dataset, now: int) -> dict[str, dict[str, Any]]:
     """The queries measured, by name: each an endpoint (``path``) and its parameters."""
     day0 = now - now % DAY
@@ -370,39 +408,15 @@ def main() -> None:
     atexit.register(server.kill)  # a failed run must not leave the server holding its file
     base = f"http://127.0.0.1:{port}/v1"
     headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
+    wait_for_health(port)
     print(
         f"dataset: {args.events:,} completion events over 30 days, 50 projects, 2,000 users, 500 keys, 20 models"
     )
 
     # Ingestion in batches of 1,000 from several clients.
     batches = args.events // 1000
-    counter = iter(range(batches))
-    lock = threading.Lock()
-    finished: list[float] = []  # when each batch was acknowledged, in order
-
-    def ingest_client() -> None:
-        with httpx.Client(headers=headers, timeout=120) as client:
-            while True:
-                with lock:
-                    number = next(counter, None)
-                if number is None:
-                    return
-                body = data.body(templates[number % len(templates)], number, batches)
-                response = client.post(f"{base}/organization/usage/events", content=body)
-                response.raise_for_status()
-                with lock:
-                    finished.append(time.perf_counter())
-
     started, cpu = time.perf_counter(), CpuShare(server.pid)
-    with ThreadPoolExecutor(args.clients) as pool:
-        for future in [pool.submit(ingest_client) for _ in range(args.clients)]:
-            future.result()
+    finished = send_batches(f"{base}/organization/usage/events", data, templates, batches, args.clients)
     elapsed = time.perf_counter() - started
     print(
         f"ingest, batches of 1,000: {batches * 1000 / elapsed:,.0f} events/s ({elapsed:.1f} s)"
