@@ -207,11 +207,16 @@ def bulk(prefix: str) -> list[Row]:
     return rows(prefix, BULK_ROWS)
 
 
-def test_bulk_batches_of_several_clients_are_gathered_into_one_commit(counting: CountingStore) -> None:
+def test_bulk_batches_of_several_clients_are_gathered_into_one_commit(
+    counting: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Four clients, each sending its next batch a while after its answer (as a client
     makes and sends it), at different paces: once all four have been in hand together,
-    each commit waits for all four. The wait is made long here, so the test does not
-    depend on how fast anything runs; its bound is tested below."""
+    each commit waits for all four. The wait, and how long four together are remembered,
+    are made long here, so the test does not depend on how fast anything runs (a commit
+    slower than a second, on a loaded machine, once let the clients fall out of step and
+    the last ones wait the whole minute); the bound is tested below."""
+    monkeypatch.setattr(commits, "TOGETHER_MEMORY", 60)
 
     async def client(committer: GroupCommitter, number: int) -> None:
         for turn in range(4):
@@ -228,10 +233,14 @@ def test_bulk_batches_of_several_clients_are_gathered_into_one_commit(counting: 
     assert count == 16 * BULK_ROWS
 
 
-def test_single_events_of_several_clients_are_gathered_into_one_commit(counting: CountingStore) -> None:
+def test_single_events_of_several_clients_are_gathered_into_one_commit(
+    counting: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Sixteen clients sending one event at a time, each coming back at its own pace: once
     all sixteen have been in hand together, each commit waits for all sixteen (a commit
-    costs about the same for one event as for sixteen). The wait is made long here."""
+    costs about the same for one event as for sixteen). The wait, and how long sixteen
+    together are remembered, are made long here."""
+    monkeypatch.setattr(commits, "TOGETHER_MEMORY", 60)
 
     async def client(committer: GroupCommitter, number: int) -> None:
         for turn in range(3):
